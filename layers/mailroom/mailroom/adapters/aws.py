@@ -1,0 +1,40 @@
+"""boto3 clients with the retry settings Mailroom uses everywhere.
+
+Clients honour AWS_ENDPOINT_URL (set by the embedded runtime to its moto server), so the
+same code runs against AWS and locally. Create them once per execution environment.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_sesv2 import SESV2Client
+    from mypy_boto3_sqs import SQSClient
+
+# Standard mode retries throttling and 5xx with jittered backoff; the logic adds its own
+# retries (through the queue) on top, so a few attempts here are enough.
+CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=10)
+
+
+def _client(service: str, **kwargs: Any) -> Any:
+    return boto3.client(service, config=CONFIG, **kwargs)  # type: ignore[call-overload]
+
+
+def dynamodb_client() -> DynamoDBClient:
+    client: DynamoDBClient = _client("dynamodb")
+    return client
+
+
+def sqs_client() -> SQSClient:
+    client: SQSClient = _client("sqs")
+    return client
+
+
+def sesv2_client() -> SESV2Client:
+    client: SESV2Client = _client("sesv2")
+    return client

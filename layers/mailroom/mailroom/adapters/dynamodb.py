@@ -1,0 +1,174 @@
+"""DynamoDB: the subscribers table and the results ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import suppress
+from typing import TYPE_CHECKING, Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+from mailroom.adapters.aws import dynamodb_client
+from mailroom.models import DeliveryStatus, Subscriber, SubscriberStatus
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def to_item(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: _serializer.serialize(value) for key, value in values.items() if value is not None}
+
+
+def from_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: _deserializer.deserialize(value) for key, value in item.items()}
+
+
+class SubscriberRepository:
+    """Subscribers keyed by their normalized email address."""
+
+    def __init__(self, table_name: str, client: DynamoDBClient | None = None) -> None:
+        self.table_name = table_name
+        self.client = client or dynamodb_client()
+
+    def create(self, subscriber: Subscriber) -> bool:
+        """Store a new subscriber; False (and nothing written) if the address is taken."""
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item=to_item(subscriber.model_dump(mode="json")),
+                ConditionExpression="attribute_not_exists(email)",
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def get(self, email: str) -> Subscriber | None:
+        response = self.client.get_item(TableName=self.table_name, Key=to_item({"email": email}), ConsistentRead=True)
+        item = response.get("Item")
+        return Subscriber.model_validate(from_item(item)) if item else None
+
+    def mark_welcome_queued(self, email: str, subscriber_id: str) -> None:
+        # Erased or replaced meanwhile (the condition fails): nothing to mark.
+        with suppress(self.client.exceptions.ConditionalCheckFailedException):
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=to_item({"email": email}),
+                UpdateExpression="SET welcome_queued = :true",
+                ConditionExpression="id = :id",
+                ExpressionAttributeValues=to_item({":true": True, ":id": subscriber_id}),
+            )
+
+    def delete(self, email: str, subscriber_id: str) -> None:
+        """Delete the subscriber, only if it is still the one with this id."""
+        with suppress(self.client.exceptions.ConditionalCheckFailedException):
+            self.client.delete_item(
+                TableName=self.table_name,
+                Key=to_item({"email": email}),
+                ConditionExpression="id = :id",
+                ExpressionAttributeValues=to_item({":id": subscriber_id}),
+            )
+
+    def iter_pages(self, page_size: int = 500) -> Iterator[list[Subscriber]]:
+        """Every subscribed subscriber, a page at a time (a paginated Scan)."""
+        start_key: dict[str, Any] | None = None
+        while True:
+            kwargs: dict[str, Any] = {
+                "TableName": self.table_name,
+                "Limit": page_size,
+                "FilterExpression": "#status = :subscribed",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": to_item({":subscribed": SubscriberStatus.SUBSCRIBED.value}),
+            }
+            if start_key:
+                kwargs["ExclusiveStartKey"] = start_key
+            response = self.client.scan(**kwargs)
+            page = [Subscriber.model_validate(from_item(item)) for item in response.get("Items", [])]
+            if page:
+                yield page
+            start_key = response.get("LastEvaluatedKey")
+            if not start_key:
+                return
+
+
+class ResultLedger:
+    """One record per mail, keyed (pk = the mail's run, e.g. "welcome" or an edition; sk = subscriber id).
+
+    The record is claimed with a conditional write *before* the send and completed after
+    it; that is what turns SQS's at-least-once delivery into at most one mail.
+    """
+
+    def __init__(self, table_name: str, client: DynamoDBClient | None = None) -> None:
+        self.table_name = table_name
+        self.client = client or dynamodb_client()
+
+    def _key(self, pk: str, sk: str) -> dict[str, Any]:
+        return to_item({"pk": pk, "sk": sk})
+
+    def claim(self, pk: str, sk: str, now: str) -> bool:
+        """Claim the right to send this mail. False if it is sent, failed, or being sent."""
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=self._key(pk, sk),
+                UpdateExpression=(
+                    "SET #status = :sending, claimed_at = :now, attempts = if_not_exists(attempts, :zero) + :one"
+                ),
+                ConditionExpression="attribute_not_exists(pk) OR #status = :released",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=to_item(
+                    {
+                        ":sending": DeliveryStatus.SENDING.value,
+                        ":released": DeliveryStatus.RELEASED.value,
+                        ":now": now,
+                        ":zero": 0,
+                        ":one": 1,
+                    }
+                ),
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def _complete(self, pk: str, sk: str, status: DeliveryStatus, values: dict[str, Any]) -> None:
+        names = {"#status": "status", **{f"#{key}": key for key in values}}
+        sets = ", ".join(["#status = :status", *[f"#{key} = :{key}" for key in values]])
+        self.client.update_item(
+            TableName=self.table_name,
+            Key=self._key(pk, sk),
+            UpdateExpression=f"SET {sets}",
+            ConditionExpression="#status = :sending",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=to_item(
+                {":status": status.value, ":sending": DeliveryStatus.SENDING.value}
+                | {f":{key}": value for key, value in values.items()}
+            ),
+        )
+
+    def record_sent(self, pk: str, sk: str, message_id: str, now: str) -> None:
+        self._complete(pk, sk, DeliveryStatus.SENT, {"message_id": message_id, "sent_at": now})
+
+    def record_failed(self, pk: str, sk: str, error: str, now: str) -> None:
+        self._complete(pk, sk, DeliveryStatus.FAILED, {"error": error, "failed_at": now})
+
+    def release(self, pk: str, sk: str, error: str, now: str) -> None:
+        self._complete(pk, sk, DeliveryStatus.RELEASED, {"error": error, "released_at": now})
+
+    def get(self, pk: str, sk: str) -> dict[str, Any] | None:
+        item = self.client.get_item(TableName=self.table_name, Key=self._key(pk, sk), ConsistentRead=True).get("Item")
+        return from_item(item) if item else None
+
+    def query(self, pk: str) -> list[dict[str, Any]]:
+        """Every record of one run (e.g. an edition); paginated."""
+        items: list[dict[str, Any]] = []
+        paginator = self.client.get_paginator("query")
+        for page in paginator.paginate(
+            TableName=self.table_name,
+            KeyConditionExpression="pk = :pk",
+            ExpressionAttributeValues=to_item({":pk": pk}),
+            ConsistentRead=True,
+        ):
+            items.extend(from_item(item) for item in page.get("Items", []))
+        return items

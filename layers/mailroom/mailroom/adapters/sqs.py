@@ -1,0 +1,83 @@
+"""SQS: putting tasks on a queue, one at a time or in batches of ten."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from mailroom.adapters.aws import sqs_client
+from mailroom.errors import MailroomError
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
+
+SQS_BATCH_LIMIT = 10
+
+
+class EnqueueError(MailroomError):
+    """Some messages could not be put on the queue, even after retries."""
+
+    def __init__(self, failed: dict[str, str]) -> None:
+        super().__init__(f"{len(failed)} message(s) not enqueued: {sorted(set(failed.values()))}")
+        self.failed = failed
+
+
+class TaskQueue:
+    def __init__(
+        self,
+        queue_url: str,
+        client: SQSClient | None = None,
+        attempts: int = 5,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.queue_url = queue_url
+        self.client = client or sqs_client()
+        self.attempts = attempts
+        self.sleep = sleep
+
+    def send(self, body: str, attributes: dict[str, str] | None = None) -> str:
+        """Put one message on the queue; returns its MessageId."""
+        response = self.client.send_message(
+            QueueUrl=self.queue_url, MessageBody=body, MessageAttributes=_attributes(attributes)
+        )
+        return response["MessageId"]
+
+    def send_batch(self, bodies: Sequence[str], attributes: dict[str, str] | None = None) -> int:
+        """Put every body on the queue, ten per SendMessageBatch call.
+
+        Entries that fail are retried with exponential backoff; sender faults that will
+        not heal (``SenderFault``) are not retried. Raises EnqueueError naming what is
+        left after the last attempt. Returns the number of SendMessageBatch calls made.
+        """
+        calls = 0
+        for start in range(0, len(bodies), SQS_BATCH_LIMIT):
+            chunk = {str(start + offset): body for offset, body in enumerate(bodies[start : start + SQS_BATCH_LIMIT])}
+            calls += self._send_chunk(chunk, attributes)
+        return calls
+
+    def _send_chunk(self, pending: dict[str, str], attributes: dict[str, str] | None) -> int:
+        failed: dict[str, str] = {}
+        for attempt in range(self.attempts):
+            if attempt:
+                self.sleep(min(0.1 * 2**attempt, 2.0))
+            response = self.client.send_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[
+                    {"Id": entry_id, "MessageBody": body, "MessageAttributes": _attributes(attributes)}
+                    for entry_id, body in pending.items()
+                ],
+            )
+            failures = response.get("Failed", [])
+            permanent = {f["Id"]: f.get("Code", "") for f in failures if f.get("SenderFault")}
+            if permanent:
+                raise EnqueueError(permanent)
+            failed = {f["Id"]: f.get("Code", "") for f in failures}
+            pending = {entry_id: pending[entry_id] for entry_id in failed}
+            if not pending:
+                return attempt + 1
+        raise EnqueueError(failed)
+
+
+def _attributes(attributes: dict[str, str] | None) -> dict[str, Any]:
+    return {key: {"DataType": "String", "StringValue": value} for key, value in (attributes or {}).items()}

@@ -1,0 +1,108 @@
+"""Reading API Gateway proxy requests: content type, size, JSON, the model; JSON errors.
+
+Bad input never reaches the logic: it becomes an ApiError with a 4xx status and a JSON
+body that names the problem (and the field), never a stack trace.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+MAX_BODY_BYTES = 10 * 1024
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, field: str | None = None, details: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        self.details = details
+
+    def body(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.field:
+            error["field"] = self.field
+        if self.details:
+            error["details"] = self.details
+        return {"error": error}
+
+
+def header(headers: Mapping[str, str] | None, name: str) -> str | None:
+    """A header's value, case-insensitively (API Gateway keeps the client's case)."""
+    for key, value in (headers or {}).items():
+        if key.lower() == name.lower():
+            return value
+    return None
+
+
+def _raw_body(event: Mapping[str, Any]) -> bytes:
+    body = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        try:
+            return base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise ApiError(400, "invalid_body", "The body is not valid base64.") from None
+    return body.encode("utf-8", errors="surrogatepass") if isinstance(body, str) else bytes(body)
+
+
+def _field_of(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "body"
+
+
+def _message_of(error: Mapping[str, Any]) -> str:
+    message = str(error.get("msg", "is invalid"))
+    return message.removeprefix("Value error, ")
+
+
+def parse_json_body(event: Mapping[str, Any], model: type[M], max_bytes: int = MAX_BODY_BYTES) -> M:
+    """Validate an API Gateway proxy event's JSON body into ``model`` or raise ApiError."""
+    content_type = (header(event.get("headers"), "content-type") or "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise ApiError(
+            415, "unsupported_media_type", f"Content-Type must be application/json, not {content_type or 'missing'}."
+        )
+    raw = _raw_body(event)
+    if len(raw) > max_bytes:
+        raise ApiError(413, "body_too_large", f"The body is {len(raw)} bytes; at most {max_bytes} are accepted.")
+    if not raw.strip():
+        raise ApiError(400, "empty_body", "The body is empty; a JSON object is expected.")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ApiError(400, "invalid_json", "The body is not valid UTF-8.") from None
+    except json.JSONDecodeError as exc:
+        raise ApiError(400, "invalid_json", f"The body is not valid JSON: {exc.msg} at position {exc.pos}.") from None
+    except RecursionError:
+        raise ApiError(400, "invalid_json", "The body is nested too deeply.") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_body", f"A JSON object is expected, not {type(data).__name__}.")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False, include_context=False)
+        details = [{"field": _field_of(e["loc"]), "message": _message_of(e)} for e in errors]
+        for detail, error in zip(details, errors, strict=True):
+            if error["type"] == "extra_forbidden":
+                detail["message"] = "is not a known field"
+        first = details[0]
+        raise ApiError(
+            400, "invalid_field", f"{first['field']}: {first['message']}", field=first["field"], details=details
+        ) from None
+
+
+def json_response(status: int, body: Any) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json", "Cache-Control": "no-store"},
+        "body": json.dumps(body),
+    }

@@ -1,0 +1,33 @@
+"""Errors the logic raises, and the classification of send failures."""
+
+from __future__ import annotations
+
+
+class MailroomError(Exception):
+    """Base of every error Mailroom raises on purpose."""
+
+
+class SendError(MailroomError):
+    """A mail could not be sent. ``retryable`` says whether trying later can help."""
+
+    retryable: bool = False
+
+    def __init__(self, code: str, message: str, throttled: bool = False) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.throttled = throttled
+
+
+class RetryableSendError(SendError):
+    """Throttling, 5xx, timeouts: put the task back on the queue and try later."""
+
+    retryable = True
+
+
+class PermanentSendError(SendError):
+    """Rejected message, invalid or suppressed address: record as failed, never retry."""
+
+
+class TaskRetry(MailroomError):
+    """Raised by a record handler so the batch processor reports the record as failed."""

@@ -1,0 +1,1 @@
+"""Business rules. Each function takes its collaborators (adapters, clocks) as arguments."""

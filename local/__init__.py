@@ -1,0 +1,1 @@
+"""Mailroom embedded local runtime."""

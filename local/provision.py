@@ -1,0 +1,192 @@
+"""Create a stack's tables, queues and SES identities, as CloudFormation would.
+
+Works against any boto3 endpoint: the runtime's moto server, or moto's in-process
+``mock_aws`` in unit tests. Creation is idempotent (an existing table/identity is kept;
+``CreateQueue`` with equal attributes returns the existing queue), so provisioning twice
+is harmless.
+
+* ``AWS::DynamoDB::Table`` -> ``CreateTable`` (KeySchema, AttributeDefinitions,
+  BillingMode, ProvisionedThroughput, GSIs, LSIs, streams, SSE, table class), then
+  ``UpdateTimeToLive`` and ``UpdateContinuousBackups`` (PITR) where the template asks.
+  ``AWS::Serverless::SimpleTable`` -> a table with its ``PrimaryKey`` as hash key.
+* ``AWS::SQS::Queue`` -> ``CreateQueue`` with the CloudFormation properties as attributes
+  (``RedrivePolicy`` as JSON); dead-letter queues are created first.
+* ``AWS::SES::EmailIdentity`` -> SES v2 ``CreateEmailIdentity``. Locally every identity is
+  created -- even when its ``Condition`` is false -- because the handlers can only send
+  from a verified identity, and in AWS the identity then exists out of band (verified by
+  hand, which is exactly why the condition is false). moto treats created identities as
+  verified.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+from mailroom_local.template import IDENTITY_TYPE, TABLE_TYPES
+
+if TYPE_CHECKING:
+    from mailroom_local.template import Stack
+
+__all__ = ["Provisioned", "QueueInfo", "provision"]
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    """A created queue."""
+
+    logical_id: str
+    name: str
+    url: str
+    arn: str
+
+
+@dataclass
+class Provisioned:
+    """What :func:`provision` created, by logical id."""
+
+    tables: dict[str, str] = field(default_factory=dict)
+    queues: dict[str, QueueInfo] = field(default_factory=dict)
+    identities: list[str] = field(default_factory=list)
+
+
+def provision(
+    stack: Stack,
+    *,
+    session: boto3.session.Session | None = None,
+    endpoint_url: str | None = None,
+    clients: Mapping[str, Any] | None = None,
+) -> Provisioned:
+    """Create every table, queue and identity of ``stack``; see the module docstring."""
+    given = dict(clients or {})
+    session = session or boto3.session.Session()
+
+    def client(service: str) -> Any:
+        if service not in given:
+            given[service] = session.client(  # type: ignore[call-overload]
+                service, region_name=stack.region, endpoint_url=endpoint_url
+            )
+        return given[service]
+
+    result = Provisioned()
+    for logical_id in stack.of_type(*TABLE_TYPES):
+        result.tables[logical_id] = _create_table(stack, logical_id, client("dynamodb"))
+    for spec in stack.queues.values():
+        url = client("sqs").create_queue(QueueName=spec.name, Attributes=spec.attributes)["QueueUrl"]
+        stack.record_queue_url(spec.logical_id, url)
+        result.queues[spec.logical_id] = QueueInfo(
+            logical_id=spec.logical_id, name=spec.name, url=url, arn=str(stack.get_att(spec.logical_id, "Arn"))
+        )
+    for logical_id in stack.of_type(IDENTITY_TYPE, honour_conditions=False):
+        identity = str(stack.ref(logical_id))
+        try:
+            client("sesv2").create_email_identity(EmailIdentity=identity)
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "AlreadyExistsException":
+                raise
+        result.identities.append(identity)
+    return result
+
+
+def table_request(stack: Stack, logical_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ``CreateTable`` arguments and the follow-up settings (TTL, PITR) of a table."""
+    resource = stack.resources[logical_id]
+    properties: dict[str, Any] = stack.resolve(resource.get("Properties") or {})
+    name = stack.physical_name(logical_id)
+    if resource.get("Type") == "AWS::Serverless::SimpleTable":
+        key = properties.get("PrimaryKey") or {"Name": "id", "Type": "String"}
+        key_type = {"String": "S", "Number": "N", "Binary": "B"}[str(key.get("Type", "String"))]
+        request: dict[str, Any] = {
+            "TableName": name,
+            "KeySchema": [{"AttributeName": key["Name"], "KeyType": "HASH"}],
+            "AttributeDefinitions": [{"AttributeName": key["Name"], "AttributeType": key_type}],
+        }
+        throughput = properties.get("ProvisionedThroughput")
+        request.update(
+            {"BillingMode": "PROVISIONED", "ProvisionedThroughput": _throughput(throughput)}
+            if throughput
+            else {"BillingMode": "PAY_PER_REQUEST"}
+        )
+        return request, {}
+
+    billing = str(properties.get("BillingMode", "PROVISIONED"))  # CloudFormation's default
+    request = {
+        "TableName": name,
+        "KeySchema": properties["KeySchema"],
+        "AttributeDefinitions": properties["AttributeDefinitions"],
+        "BillingMode": billing,
+    }
+    if billing == "PROVISIONED":
+        request["ProvisionedThroughput"] = _throughput(properties.get("ProvisionedThroughput"))
+    if properties.get("GlobalSecondaryIndexes"):
+        request["GlobalSecondaryIndexes"] = [
+            {
+                **{k: v for k, v in index.items() if k in ("IndexName", "KeySchema", "Projection")},
+                **(
+                    {"ProvisionedThroughput": _throughput(index.get("ProvisionedThroughput"))}
+                    if billing == "PROVISIONED"
+                    else {}
+                ),
+            }
+            for index in properties["GlobalSecondaryIndexes"]
+        ]
+    if properties.get("LocalSecondaryIndexes"):
+        request["LocalSecondaryIndexes"] = [
+            {k: v for k, v in index.items() if k in ("IndexName", "KeySchema", "Projection")}
+            for index in properties["LocalSecondaryIndexes"]
+        ]
+    stream = properties.get("StreamSpecification")
+    if stream:
+        request["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": stream["StreamViewType"]}
+    sse = properties.get("SSESpecification")
+    if sse:
+        request["SSESpecification"] = {
+            "Enabled": _bool(sse.get("SSEEnabled", False)),
+            **({"SSEType": sse["SSEType"]} if "SSEType" in sse else {}),
+            **({"KMSMasterKeyId": sse["KMSMasterKeyId"]} if "KMSMasterKeyId" in sse else {}),
+        }
+    if "TableClass" in properties:
+        request["TableClass"] = properties["TableClass"]
+    if properties.get("Tags"):
+        request["Tags"] = properties["Tags"]
+
+    extra: dict[str, Any] = {}
+    ttl = properties.get("TimeToLiveSpecification")
+    if ttl and _bool(ttl.get("Enabled", False)):
+        extra["TimeToLiveSpecification"] = {"AttributeName": ttl["AttributeName"], "Enabled": True}
+    pitr = properties.get("PointInTimeRecoverySpecification")
+    if pitr and _bool(pitr.get("PointInTimeRecoveryEnabled", False)):
+        extra["PointInTimeRecoverySpecification"] = {"PointInTimeRecoveryEnabled": True}
+    return request, extra
+
+
+def _create_table(stack: Stack, logical_id: str, dynamodb: Any) -> str:
+    request, extra = table_request(stack, logical_id)
+    name = str(request["TableName"])
+    try:
+        dynamodb.create_table(**request)
+    except ClientError as error:
+        if error.response["Error"]["Code"] != "ResourceInUseException":
+            raise
+        return name
+    dynamodb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+    if "TimeToLiveSpecification" in extra:
+        dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=extra["TimeToLiveSpecification"])
+    if "PointInTimeRecoverySpecification" in extra:
+        dynamodb.update_continuous_backups(
+            TableName=name, PointInTimeRecoverySpecification=extra["PointInTimeRecoverySpecification"]
+        )
+    return name
+
+
+def _throughput(value: Any) -> dict[str, int]:
+    value = value or {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5}
+    return {"ReadCapacityUnits": int(value["ReadCapacityUnits"]), "WriteCapacityUnits": int(value["WriteCapacityUnits"])}
+
+
+def _bool(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.lower() == "true")

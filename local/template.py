@@ -1,0 +1,634 @@
+"""The SAM template as a local stack: parameters, conditions, physical ids, functions, events.
+
+:class:`Stack` is what CloudFormation + the SAM transform make of ``template.yaml``, minus
+the cloud: parameters get their ``Default`` (or an override, validated against
+``AllowedValues``/``AllowedPattern``/``MinValue``/``MaxValue`` like a deploy would),
+``Conditions`` are evaluated, ``Globals.Function`` is merged into each
+``AWS::Serverless::Function`` with SAM's rules (maps merge, lists concatenate, scalars: the
+function wins), and every ``Ref``/``Fn::GetAtt`` resolves to a *local* physical value.
+
+Physical names are the logical ids (table ``SubscribersTable``, queue ``WelcomeQueue``,
+function ``RegistrationFunction``) unless the template names the resource itself
+(``TableName``, ``QueueName``, ``FunctionName``). The stack name is ``mailroom-local``.
+
+The resources are created by :meth:`Stack.provision` (see :mod:`mailroom_local.provision`),
+which also records the queue URLs the endpoint hands out, so that ``Ref: SomeQueue`` in a
+function's environment is the URL that endpoint understands.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mailroom_local.cfn import load_template
+from mailroom_local.intrinsics import IntrinsicError, Resolver
+
+if TYPE_CHECKING:
+    import boto3
+
+    from mailroom_local.provision import Provisioned
+
+__all__ = [
+    "DEFAULT_ACCOUNT_ID",
+    "DEFAULT_STACK_NAME",
+    "FunctionSpec",
+    "QueueSpec",
+    "RouteSpec",
+    "ScheduleSpec",
+    "SqsSourceSpec",
+    "Stack",
+    "TemplateError",
+]
+
+DEFAULT_ACCOUNT_ID = "123456789012"
+DEFAULT_STACK_NAME = "mailroom-local"
+
+FUNCTION_TYPES = ("AWS::Serverless::Function",)
+QUEUE_TYPE = "AWS::SQS::Queue"
+TABLE_TYPES = ("AWS::DynamoDB::Table", "AWS::Serverless::SimpleTable")
+IDENTITY_TYPE = "AWS::SES::EmailIdentity"
+SCHEDULE_EVENT_TYPES = ("ScheduleV2", "Schedule")
+
+
+class TemplateError(ValueError):
+    """The template (or an override) is invalid or uses something the runtime cannot do."""
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    """One entry of a function's ``Events`` with resolved properties."""
+
+    name: str
+    type: str
+    properties: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """A function as Lambda would run it (Globals merged, values resolved)."""
+
+    logical_id: str
+    name: str
+    code_dir: Path
+    handler: str
+    runtime: str
+    timeout: int
+    memory_size: int
+    environment: dict[str, str]
+    events: dict[str, EventSpec] = field(default_factory=dict)
+
+    @property
+    def handler_file(self) -> Path:
+        """``app.lambda_handler`` -> ``<code_dir>/app.py`` (dots in the module are folders)."""
+        module, _, _ = self.handler.rpartition(".")
+        return self.code_dir / (module.replace(".", "/") + ".py")
+
+    @property
+    def handler_function(self) -> str:
+        return self.handler.rpartition(".")[2]
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """An ``AWS::SQS::Queue`` with its ``CreateQueue`` attributes."""
+
+    logical_id: str
+    name: str
+    attributes: dict[str, str]
+    depends_on: frozenset[str]
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """An ``Api`` event: an API Gateway REST route to a function."""
+
+    function: str
+    event: str
+    path: str
+    method: str
+    stage: str
+
+
+@dataclass(frozen=True)
+class SqsSourceSpec:
+    """An ``SQS`` event: an event source mapping from a queue to a function."""
+
+    function: str
+    event: str
+    queue_arn: str
+    batch_size: int
+    batching_window: float
+    report_batch_item_failures: bool
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """A ``ScheduleV2`` (EventBridge Scheduler) or ``Schedule`` (EventBridge rule) event."""
+
+    name: str
+    function: str
+    event_type: str
+    expression: str
+    timezone: str
+    input: str | None
+    enabled: bool
+    group: str
+    description: str = ""
+
+
+class Stack:
+    """A parsed SAM template with its values resolved for the local runtime."""
+
+    def __init__(
+        self,
+        template: Mapping[str, Any],
+        *,
+        base_dir: Path,
+        overrides: Mapping[str, str] | None = None,
+        region: str = "us-east-1",
+        account_id: str = DEFAULT_ACCOUNT_ID,
+        stack_name: str = DEFAULT_STACK_NAME,
+    ) -> None:
+        self.template = dict(template)
+        self.base_dir = base_dir
+        self.region = region
+        self.account_id = account_id
+        self.stack_name = stack_name
+        self.resources: dict[str, dict[str, Any]] = dict(self.template.get("Resources") or {})
+        self.parameters = self._parameter_values(dict(overrides or {}))
+        self._conditions: dict[str, bool] = {}
+        self._evaluating: set[str] = set()
+        self._queue_urls: dict[str, str] = {}
+        self._resolver = Resolver(self)
+
+    @classmethod
+    def load(
+        cls,
+        path: Path,
+        overrides: Mapping[str, str] | None = None,
+        *,
+        region: str | None = None,
+        account_id: str = DEFAULT_ACCOUNT_ID,
+        stack_name: str = DEFAULT_STACK_NAME,
+    ) -> Stack:
+        """Read ``path``; ``region`` defaults to AWS_REGION/AWS_DEFAULT_REGION, then us-east-1."""
+        from mailroom_local.aws import default_region
+
+        return cls(
+            load_template(path),
+            base_dir=path.resolve().parent,
+            overrides=overrides,
+            region=region or default_region(),
+            account_id=account_id,
+            stack_name=stack_name,
+        )
+
+    # -------------------------------------------------------------- parameters
+    def _parameter_values(self, overrides: dict[str, str]) -> dict[str, Any]:
+        declared: dict[str, dict[str, Any]] = dict(self.template.get("Parameters") or {})
+        unknown = sorted(set(overrides) - set(declared))
+        if unknown:
+            raise TemplateError(f"unknown parameter(s) in overrides: {', '.join(unknown)}")
+        values: dict[str, Any] = {}
+        for name, spec in declared.items():
+            if name in overrides:
+                raw: Any = overrides[name]
+            elif "Default" in spec:
+                raw = spec["Default"]
+            else:
+                raise TemplateError(f"parameter {name} has no Default; pass --parameter-overrides {name}=...")
+            values[name] = _parameter_value(name, spec, raw)
+        return values
+
+    # ------------------------------------------------------- resolver context
+    def ref(self, name: str) -> Any:
+        """``Ref``: parameters, pseudo parameters, then resources (their local physical id)."""
+        pseudo = {
+            "AWS::Region": self.region,
+            "AWS::AccountId": self.account_id,
+            "AWS::StackName": self.stack_name,
+            "AWS::StackId": f"arn:aws:cloudformation:{self.region}:{self.account_id}:stack/"
+            f"{self.stack_name}/00000000-0000-0000-0000-000000000000",
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::NotificationARNs": [],
+        }
+        if name in pseudo:
+            return pseudo[name]
+        if name in self.parameters:
+            return self.parameters[name]
+        resource = self._resource(name)
+        kind = resource.get("Type", "")
+        if kind == QUEUE_TYPE:
+            return self.queue_url(name)
+        if kind == "AWS::Serverless::LayerVersion" or kind == "AWS::Lambda::LayerVersion":
+            return f"arn:aws:lambda:{self.region}:{self.account_id}:layer:{name}:1"
+        if kind == IDENTITY_TYPE:
+            return str(self.resolve(self._properties(name).get("EmailIdentity", name)))
+        return self.physical_name(name)
+
+    def get_att(self, resource: str, attribute: str) -> Any:
+        """``Fn::GetAtt`` for the attributes local code can meaningfully use."""
+        kind = self._resource(resource).get("Type", "")
+        name = self.physical_name(resource)
+        arn_prefix = f"arn:aws:{{}}:{self.region}:{self.account_id}"
+        values: dict[str, Any] = {}
+        if kind == QUEUE_TYPE:
+            values = {
+                "Arn": f"{arn_prefix.format('sqs')}:{name}",
+                "QueueName": name,
+                "QueueUrl": self.queue_url(resource),
+            }
+        elif kind in TABLE_TYPES:
+            values = {"Arn": f"{arn_prefix.format('dynamodb')}:table/{name}"}
+            values["StreamArn"] = f"{values['Arn']}/stream/1970-01-01T00:00:00.000"
+        elif kind in (*FUNCTION_TYPES, "AWS::Lambda::Function"):
+            values = {"Arn": f"{arn_prefix.format('lambda')}:function:{name}"}
+        elif kind == "AWS::Logs::LogGroup":
+            values = {"Arn": f"{arn_prefix.format('logs')}:log-group:{name}:*"}
+        elif kind == "AWS::Serverless::Api":
+            values = {"RootResourceId": "root"}
+        if attribute not in values:
+            raise IntrinsicError(f"Fn::GetAtt {resource}.{attribute} ({kind}) is not supported locally")
+        return values[attribute]
+
+    def condition(self, name: str) -> bool:
+        """Evaluate a named condition once (cycles are template errors)."""
+        if name in self._conditions:
+            return self._conditions[name]
+        conditions = self.template.get("Conditions") or {}
+        if name not in conditions:
+            raise IntrinsicError(f"unknown condition {name}")
+        if name in self._evaluating:
+            raise IntrinsicError(f"condition {name} refers to itself")
+        self._evaluating.add(name)
+        try:
+            value = self._resolver.evaluate_condition(conditions[name])
+        finally:
+            self._evaluating.discard(name)
+        self._conditions[name] = value
+        return value
+
+    def find_in_map(self, map_name: str, top_key: str, second_key: str) -> Any:
+        try:
+            return self.template["Mappings"][map_name][top_key][second_key]
+        except (KeyError, TypeError):
+            raise IntrinsicError(f"Fn::FindInMap: no {map_name}/{top_key}/{second_key}") from None
+
+    # ------------------------------------------------------------- resources
+    def resolve(self, value: Any) -> Any:
+        """Resolve the intrinsic functions in ``value``."""
+        return self._resolver.resolve(value)
+
+    def _resource(self, logical_id: str) -> dict[str, Any]:
+        try:
+            return self.resources[logical_id]
+        except KeyError:
+            raise IntrinsicError(f"unknown parameter or resource {logical_id}") from None
+
+    def _properties(self, logical_id: str) -> dict[str, Any]:
+        return dict(self._resource(logical_id).get("Properties") or {})
+
+    def is_created(self, logical_id: str) -> bool:
+        """Whether the resource's ``Condition`` (if any) holds."""
+        condition = self._resource(logical_id).get("Condition")
+        return condition is None or self.condition(str(condition))
+
+    def of_type(self, *types: str, honour_conditions: bool = True) -> list[str]:
+        """Logical ids of the resources of the given types, in template order."""
+        return [
+            logical_id
+            for logical_id, resource in self.resources.items()
+            if resource.get("Type") in types and (not honour_conditions or self.is_created(logical_id))
+        ]
+
+    def physical_name(self, logical_id: str) -> str:
+        """The local physical name: the template's explicit name, else the logical id."""
+        resource = self._resource(logical_id)
+        kind = resource.get("Type", "")
+        name_property = {
+            "AWS::DynamoDB::Table": "TableName",
+            "AWS::Serverless::SimpleTable": "TableName",
+            QUEUE_TYPE: "QueueName",
+            "AWS::Serverless::Function": "FunctionName",
+            "AWS::Lambda::Function": "FunctionName",
+            "AWS::Logs::LogGroup": "LogGroupName",
+        }.get(kind)
+        properties = resource.get("Properties") or {}
+        if name_property and name_property in properties:
+            return str(self.resolve(properties[name_property]))
+        if kind == QUEUE_TYPE and _truthy(self.resolve(properties.get("FifoQueue", False))):
+            return f"{logical_id}.fifo"  # CloudFormation's generated FIFO names end in .fifo, too
+        return logical_id
+
+    def queue_url(self, logical_id: str) -> str:
+        """The queue URL: the endpoint's (after :meth:`provision`), else the AWS-shaped one."""
+        if logical_id in self._queue_urls:
+            return self._queue_urls[logical_id]
+        name = self.physical_name(logical_id)
+        return f"https://sqs.{self.region}.amazonaws.com/{self.account_id}/{name}"
+
+    def record_queue_url(self, logical_id: str, url: str) -> None:
+        """Remember the URL the endpoint returned for a created queue."""
+        self._queue_urls[logical_id] = url
+
+    # ---------------------------------------------------------------- queues
+    @property
+    def queues(self) -> dict[str, QueueSpec]:
+        """Every ``AWS::SQS::Queue``, dead-letter queues before the queues that use them."""
+        specs: dict[str, QueueSpec] = {}
+        for logical_id in self.of_type(QUEUE_TYPE):
+            raw = self._properties(logical_id)
+            properties = self.resolve(raw)
+            attributes = {key: _attribute(value) for key, value in properties.items() if key in _QUEUE_ATTRIBUTES}
+            depends = _references(raw) | _as_set(self._resource(logical_id).get("DependsOn"))
+            specs[logical_id] = QueueSpec(
+                logical_id=logical_id,
+                name=self.physical_name(logical_id),
+                attributes=attributes,
+                depends_on=frozenset(d for d in depends if d in self.resources and d != logical_id),
+            )
+        return {logical_id: specs[logical_id] for logical_id in _dependency_order(specs)}
+
+    def queue_logical_id_by_arn(self, arn: str) -> str | None:
+        for logical_id in self.of_type(QUEUE_TYPE):
+            if self.get_att(logical_id, "Arn") == arn:
+                return logical_id
+        return None
+
+    # ------------------------------------------------------------- functions
+    def _function_properties(self, logical_id: str) -> dict[str, Any]:
+        globals_ = dict((self.template.get("Globals") or {}).get("Function") or {})
+        return _sam_merge(globals_, self._properties(logical_id))
+
+    def function_env(self, logical_id: str) -> dict[str, str]:
+        """The function's resolved environment variables (Globals merged, function wins)."""
+        properties = self._function_properties(logical_id)
+        variables = self.resolve((properties.get("Environment") or {}).get("Variables") or {})
+        return {str(k): _env_string(v) for k, v in variables.items()}
+
+    @property
+    def functions(self) -> dict[str, FunctionSpec]:
+        """Every ``AWS::Serverless::Function`` by logical id."""
+        result: dict[str, FunctionSpec] = {}
+        for logical_id in self.of_type(*FUNCTION_TYPES):
+            properties = self._function_properties(logical_id)
+            code_uri = self.resolve(properties.get("CodeUri", "."))
+            if not isinstance(code_uri, str):
+                raise TemplateError(f"{logical_id}: only a local CodeUri directory can run locally")
+            handler = self.resolve(properties.get("Handler", ""))
+            if not isinstance(handler, str) or "." not in handler:
+                raise TemplateError(f"{logical_id}: Handler must look like module.function")
+            events = {
+                name: EventSpec(name=name, type=str(event.get("Type")), properties=self.resolve(event.get("Properties") or {}))
+                for name, event in (properties.get("Events") or {}).items()
+            }
+            result[logical_id] = FunctionSpec(
+                logical_id=logical_id,
+                name=self.physical_name(logical_id),
+                code_dir=(self.base_dir / code_uri).resolve(),
+                handler=handler,
+                runtime=str(self.resolve(properties.get("Runtime", ""))),
+                timeout=int(self.resolve(properties.get("Timeout", 3))),  # Lambda's default is 3 s
+                memory_size=int(self.resolve(properties.get("MemorySize", 128))),
+                environment=self.function_env(logical_id),
+                events=events,
+            )
+        return result
+
+    def _api_stage(self, rest_api_id: Any) -> str:
+        if isinstance(rest_api_id, str) and rest_api_id in self.resources:
+            return str(self.resolve(self._properties(rest_api_id).get("StageName", "Prod")))
+        return "Prod"  # SAM's implicit API (no RestApiId) deploys to the stage "Prod"
+
+    @property
+    def routes(self) -> list[RouteSpec]:
+        """Every ``Api`` event (REST API, payload v1)."""
+        routes: list[RouteSpec] = []
+        for logical_id in self.of_type(*FUNCTION_TYPES):
+            raw_events = self._function_properties(logical_id).get("Events") or {}
+            for name, event in raw_events.items():
+                if event.get("Type") != "Api":
+                    continue
+                raw_properties = event.get("Properties") or {}
+                properties = self.resolve(raw_properties)
+                rest_api = raw_properties.get("RestApiId")
+                rest_api_id = rest_api.get("Ref") if isinstance(rest_api, dict) else rest_api
+                routes.append(
+                    RouteSpec(
+                        function=logical_id,
+                        event=name,
+                        path=str(properties["Path"]),
+                        method=str(properties["Method"]).lower(),
+                        stage=self._api_stage(rest_api_id),
+                    )
+                )
+        return routes
+
+    @property
+    def sqs_sources(self) -> list[SqsSourceSpec]:
+        """Every ``SQS`` event (event source mapping)."""
+        sources: list[SqsSourceSpec] = []
+        for function in self.functions.values():
+            for event in function.events.values():
+                if event.type != "SQS":
+                    continue
+                properties = event.properties
+                sources.append(
+                    SqsSourceSpec(
+                        function=function.logical_id,
+                        event=event.name,
+                        queue_arn=str(properties["Queue"]),
+                        batch_size=int(properties.get("BatchSize", 10)),
+                        batching_window=float(properties.get("MaximumBatchingWindowInSeconds", 0)),
+                        report_batch_item_failures="ReportBatchItemFailures"
+                        in (properties.get("FunctionResponseTypes") or []),
+                        enabled=_truthy(properties.get("Enabled", True)),
+                    )
+                )
+        return sources
+
+    @property
+    def schedules(self) -> list[ScheduleSpec]:
+        """Every ``ScheduleV2`` and ``Schedule`` event; the local name is the event's name."""
+        schedules: list[ScheduleSpec] = []
+        for function in self.functions.values():
+            for event in function.events.values():
+                if event.type not in SCHEDULE_EVENT_TYPES:
+                    continue
+                properties = event.properties
+                if event.type == "ScheduleV2":
+                    enabled = str(properties.get("State", "ENABLED")).upper() != "DISABLED"
+                    timezone = str(properties.get("ScheduleExpressionTimezone") or "UTC")
+                else:  # EventBridge rules are always evaluated in UTC
+                    enabled = _truthy(properties.get("Enabled", True)) and str(
+                        properties.get("State", "ENABLED")
+                    ).upper() != "DISABLED"
+                    timezone = "UTC"
+                raw_input = properties.get("Input")
+                schedules.append(
+                    ScheduleSpec(
+                        name=str(properties.get("Name") or event.name),
+                        function=function.logical_id,
+                        event_type=event.type,
+                        expression=str(properties["Schedule" if event.type == "Schedule" else "ScheduleExpression"]),
+                        timezone=timezone,
+                        input=None if raw_input is None else str(raw_input),
+                        enabled=enabled,
+                        group=str(properties.get("GroupName") or "default"),
+                        description=str(properties.get("Description") or ""),
+                    )
+                )
+        return schedules
+
+    # ------------------------------------------------------------ provision
+    def provision(
+        self,
+        session: boto3.session.Session | None = None,
+        *,
+        endpoint_url: str | None = None,
+        clients: Mapping[str, Any] | None = None,
+    ) -> Provisioned:
+        """Create the tables, queues and SES identities in the endpoint the clients point at.
+
+        Pass nothing to use boto3's defaults (e.g. under moto's ``mock_aws``), a session and/or
+        an ``endpoint_url`` (e.g. a moto server), or ready clients as
+        ``clients={"dynamodb": ..., "sqs": ..., "sesv2": ...}``.
+        """
+        from mailroom_local.provision import provision
+
+        return provision(self, session=session, endpoint_url=endpoint_url, clients=clients)
+
+
+_QUEUE_ATTRIBUTES = (
+    "ContentBasedDeduplication",
+    "DeduplicationScope",
+    "DelaySeconds",
+    "FifoQueue",
+    "FifoThroughputLimit",
+    "KmsDataKeyReusePeriodSeconds",
+    "KmsMasterKeyId",
+    "MaximumMessageSize",
+    "MessageRetentionPeriod",
+    "ReceiveMessageWaitTimeSeconds",
+    "RedriveAllowPolicy",
+    "RedrivePolicy",
+    "SqsManagedSseEnabled",
+    "VisibilityTimeout",
+)
+
+
+def _attribute(value: Any) -> str:
+    """A CloudFormation property value as an SQS attribute string (policies as JSON)."""
+    import json
+
+    if isinstance(value, dict | list):
+        return json.dumps(value, separators=(",", ":"))
+    return _env_string(value)
+
+
+def _env_string(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        raise TemplateError(f"an environment variable must be a string, got {value!r}")
+    return str(value)
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.lower() == "true")
+
+
+def _as_set(value: Any) -> set[str]:
+    if isinstance(value, str):
+        return {value}
+    if isinstance(value, list):
+        return {str(v) for v in value}
+    return set()
+
+
+def _references(value: Any) -> set[str]:
+    """Logical ids referenced (Ref, GetAtt, Sub variables) anywhere in ``value``."""
+    found: set[str] = set()
+    if isinstance(value, dict):
+        for key, argument in value.items():
+            if key == "Ref" and isinstance(argument, str):
+                found.add(argument)
+            elif key == "Fn::GetAtt":
+                target = argument.split(".", 1)[0] if isinstance(argument, str) else argument[0]
+                found.add(str(target))
+            elif key == "Fn::Sub":
+                text = argument if isinstance(argument, str) else argument[0]
+                found |= {m.split(".", 1)[0].strip() for m in re.findall(r"\$\{([^!}][^}]*)\}", str(text))}
+            found |= _references(argument)
+    elif isinstance(value, list):
+        for item in value:
+            found |= _references(item)
+    return found
+
+
+def _dependency_order(specs: Mapping[str, QueueSpec]) -> list[str]:
+    """Topological order (dependencies first, else template order); cycles are errors."""
+    ordered: list[str] = []
+    state: dict[str, str] = {}
+
+    def visit(logical_id: str) -> None:
+        if state.get(logical_id) == "done":
+            return
+        if state.get(logical_id) == "visiting":
+            raise TemplateError(f"circular dependency involving {logical_id}")
+        state[logical_id] = "visiting"
+        for dependency in sorted(specs[logical_id].depends_on):
+            if dependency in specs:
+                visit(dependency)
+        state[logical_id] = "done"
+        ordered.append(logical_id)
+
+    for logical_id in specs:
+        visit(logical_id)
+    return ordered
+
+
+def _sam_merge(global_value: Any, local_value: Any) -> Any:
+    """SAM Globals: maps merge recursively, lists concatenate (globals first), scalars: local wins."""
+    if isinstance(global_value, dict) and isinstance(local_value, dict):
+        merged = dict(global_value)
+        for key, value in local_value.items():
+            merged[key] = _sam_merge(global_value[key], value) if key in global_value else value
+        return merged
+    if isinstance(global_value, list) and isinstance(local_value, list):
+        return [*global_value, *local_value]
+    return local_value
+
+
+def _parameter_value(name: str, spec: Mapping[str, Any], raw: Any) -> Any:
+    """Validate a parameter value like CloudFormation and return what ``Ref`` gives."""
+    kind = str(spec.get("Type", "String"))
+    text = _env_string(raw) if not isinstance(raw, list) else ",".join(map(str, raw))
+    if kind in ("CommaDelimitedList", "List<Number>") or kind.startswith("List<"):
+        return [item.strip() for item in text.split(",")] if text else []
+    allowed = spec.get("AllowedValues")
+    if allowed is not None and text not in [_env_string(a) for a in allowed]:
+        raise TemplateError(f"parameter {name}={text!r} is not one of {', '.join(map(str, allowed))}")
+    pattern = spec.get("AllowedPattern")
+    if pattern is not None and re.fullmatch(str(pattern), text) is None:
+        raise TemplateError(f"parameter {name}={text!r} does not match {pattern}")
+    if kind == "Number":
+        try:
+            number = float(text)
+        except ValueError:
+            raise TemplateError(f"parameter {name}={text!r} is not a number") from None
+        if "MinValue" in spec and number < float(spec["MinValue"]):
+            raise TemplateError(f"parameter {name}={text} is below MinValue {spec['MinValue']}")
+        if "MaxValue" in spec and number > float(spec["MaxValue"]):
+            raise TemplateError(f"parameter {name}={text} is above MaxValue {spec['MaxValue']}")
+    if "MinLength" in spec and len(text) < int(spec["MinLength"]):
+        raise TemplateError(f"parameter {name}={text!r} is shorter than MinLength {spec['MinLength']}")
+    if "MaxLength" in spec and len(text) > int(spec["MaxLength"]):
+        raise TemplateError(f"parameter {name}={text!r} is longer than MaxLength {spec['MaxLength']}")
+    return text  # Ref of a String or Number parameter is a string in CloudFormation

@@ -1,0 +1,91 @@
+"""Helpers for tests: sample events, reading sent mails and queued messages."""
+
+from __future__ import annotations
+
+import email
+import json
+import uuid
+from dataclasses import dataclass
+from email import policy
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from mailroom_local.template import Stack
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "template.yaml"
+EVENTS = ROOT / "events"
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+
+
+def load_event(name: str) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads((EVENTS / name).read_text())
+    return event
+
+
+@dataclass(frozen=True)
+class SentMail:
+    to: list[str]
+    sender: str
+    subject: str
+    headers: dict[str, str]
+    text: str | None
+    html: str | None
+
+
+def sent_mails() -> list[SentMail]:
+    """Every mail moto's SES accepted, parsed from its raw MIME."""
+    from moto.ses.models import ses_backends
+
+    mails = []
+    for message in ses_backends[ACCOUNT][REGION].sent_messages:
+        parsed = email.message_from_string(message.raw_data, policy=policy.default)
+        text = parsed.get_body(preferencelist=("plain",))
+        html = parsed.get_body(preferencelist=("html",))
+        mails.append(
+            SentMail(
+                to=[str(parsed["To"])],
+                sender=str(parsed["From"]),
+                subject=str(parsed["Subject"]),
+                headers={key: str(value) for key, value in parsed.items()},
+                text=text.get_content() if text else None,  # type: ignore[attr-defined]
+                html=html.get_content() if html else None,  # type: ignore[attr-defined]
+            )
+        )
+    return mails
+
+
+def queue_messages(stack: Stack, logical_id: str) -> list[dict[str, Any]]:
+    """Receive (and leave invisible) every message on a queue; bodies parsed as JSON."""
+    sqs = boto3.client("sqs", region_name=REGION)
+    url = stack.queue_url(logical_id)
+    bodies: list[dict[str, Any]] = []
+    while True:
+        received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60).get("Messages", [])
+        if not received:
+            return bodies
+        bodies.extend(json.loads(message["Body"]) for message in received)
+
+
+def sqs_event(stack: Stack, logical_id: str, bodies: list[dict[str, Any]]) -> dict[str, Any]:
+    """An SQS event like the event source mapping delivers, for the given bodies."""
+    arn = str(stack.get_att(logical_id, "Arn"))
+    return {
+        "Records": [
+            {
+                "messageId": str(uuid.uuid4()),
+                "receiptHandle": f"handle-{index}",
+                "body": json.dumps(body),
+                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1795860000000"},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": arn,
+                "awsRegion": REGION,
+            }
+            for index, body in enumerate(bodies)
+        ]
+    }

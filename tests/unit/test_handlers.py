@@ -1,0 +1,326 @@
+"""Every function invoked with its sample event from events/, under moto built from template.yaml."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+from unittest import mock
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from mailroom_local.template import Stack
+from tests.conftest import LambdaContext
+from tests.support import REGION, load_event, queue_messages, sent_mails, sqs_event
+
+Loader = Callable[..., ModuleType]
+
+
+def _subscriber_count(stack: Stack) -> int:
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    return dynamodb.scan(TableName=stack.physical_name("SubscribersTable"), Select="COUNT")["Count"]
+
+
+def _put_subscriber(stack: Stack, subscriber_id: str, email: str, name: str | None = None) -> None:
+    item: dict[str, Any] = {
+        "email": {"S": email},
+        "id": {"S": subscriber_id},
+        "status": {"S": "subscribed"},
+        "created_at": {"S": "2026-11-28T09:00:00.000Z"},
+        "welcome_queued": {"BOOL": True},
+    }
+    if name:
+        item["name"] = {"S": name}
+    boto3.client("dynamodb", region_name=REGION).put_item(TableName=stack.physical_name("SubscribersTable"), Item=item)
+
+
+def _results(stack: Stack, pk: str) -> dict[str, dict[str, Any]]:
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    items = dynamodb.query(
+        TableName=stack.physical_name("ResultsTable"),
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": pk}},
+    )["Items"]
+    return {item["sk"]["S"]: {key: next(iter(value.values())) for key, value in item.items()} for item in items}
+
+
+def _content_type(response: dict[str, Any]) -> str | None:
+    """API Gateway merges headers and multiValueHeaders; Powertools answers with the latter."""
+    single = {key.lower(): value for key, value in (response.get("headers") or {}).items()}
+    multi = {key.lower(): values[-1] for key, values in (response.get("multiValueHeaders") or {}).items()}
+    return {**single, **multi}.get("content-type")
+
+
+# --------------------------------------------------------------------------- registration
+
+
+def test_registration_sample_event_stores_subscriber_and_queues_welcome(
+    stack: Stack, load_function: Loader, context: LambdaContext
+) -> None:
+    # Given the registration function and its sample event
+    app = load_function("RegistrationFunction")
+    # When it is invoked
+    response = app.lambda_handler(load_event("registration_post.json"), context)
+    # Then it answers 202 with the subscriber's id and status
+    assert response["statusCode"] == 202
+    body = json.loads(response["body"])
+    assert body["status"] == "subscribed"
+    assert body["id"]
+    # And the subscriber is stored and exactly one welcome task is queued
+    assert _subscriber_count(stack) == 1
+    tasks = queue_messages(stack, "WelcomeQueue")
+    assert tasks == [{"kind": "welcome", "subscriber_id": body["id"], "email": "ada@example.com", "correlation_id": mock.ANY}]
+
+
+def test_registering_again_creates_no_second_subscriber_and_no_second_task(
+    stack: Stack, load_function: Loader, context: LambdaContext
+) -> None:
+    app = load_function("RegistrationFunction")
+    event = load_event("registration_post.json")
+    first = json.loads(app.lambda_handler(event, context)["body"])
+    # The same address in another case is the same subscriber
+    event["body"] = json.dumps({"email": "ADA@Example.com", "name": "Ada"})
+    second = app.lambda_handler(event, context)
+    assert second["statusCode"] == 202
+    assert json.loads(second["body"])["id"] == first["id"]
+    assert _subscriber_count(stack) == 1
+    assert len(queue_messages(stack, "WelcomeQueue")) == 1
+
+
+def test_invalid_email_sample_event_is_a_400_naming_the_field_and_writes_nothing(
+    stack: Stack, load_function: Loader, context: LambdaContext
+) -> None:
+    app = load_function("RegistrationFunction")
+    response = app.lambda_handler(load_event("registration_post_invalid_email.json"), context)
+    assert response["statusCode"] == 400
+    error = json.loads(response["body"])["error"]
+    assert error["field"] == "email"
+    assert "@" in error["message"]
+    assert _subscriber_count(stack) == 0
+    assert queue_messages(stack, "WelcomeQueue") == []
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "status", "code"),
+    [
+        ({"Content-Type": "application/json"}, "{not json", 400, "invalid_json"),
+        ({"Content-Type": "application/json"}, json.dumps({"name": "No Email"}), 400, "invalid_field"),
+        ({"Content-Type": "application/json"}, json.dumps({"email": "a@example.com", "admin": True}), 400, "invalid_field"),
+        ({"Content-Type": "application/json"}, json.dumps({"email": "a@example.com", "name": "x" * 11000}), 413, "body_too_large"),
+        ({"Content-Type": "text/plain"}, json.dumps({"email": "a@example.com"}), 415, "unsupported_media_type"),
+        ({}, json.dumps({"email": "a@example.com"}), 415, "unsupported_media_type"),
+        ({"Content-Type": "application/json"}, "[1, 2]", 400, "invalid_body"),
+        ({"Content-Type": "application/json"}, "[" * 5000 + "]" * 5000, 400, "invalid_json"),
+        ({"Content-Type": "application/json"}, json.dumps({"email": "a@example.com", "name": "A\r\nBcc: x@y.z"}), 400, "invalid_field"),
+        ({"Content-Type": "application/json"}, json.dumps({"email": 42}), 400, "invalid_field"),
+        ({"Content-Type": "application/json"}, "", 400, "empty_body"),
+    ],
+    ids=["bad-json", "missing-email", "unknown-field", "too-large", "text-plain", "no-content-type", "array",
+         "deep-nesting", "crlf-in-name", "email-not-string", "empty"],
+)
+def test_bad_input_is_a_4xx_json_error_and_writes_nothing(
+    stack: Stack, load_function: Loader, context: LambdaContext, headers: dict[str, str], body: str, status: int, code: str
+) -> None:
+    app = load_function("RegistrationFunction")
+    event = load_event("registration_post.json")
+    event["headers"] = headers
+    event["multiValueHeaders"] = {key: [value] for key, value in headers.items()}
+    event["body"] = body
+    response = app.lambda_handler(event, context)
+    assert response["statusCode"] == status
+    assert _content_type(response) == "application/json"
+    error = json.loads(response["body"])["error"]
+    assert error["code"] == code
+    assert error["message"]
+    assert "Traceback" not in response["body"]
+    assert _subscriber_count(stack) == 0
+    assert queue_messages(stack, "WelcomeQueue") == []
+
+
+def test_a_queue_failure_undoes_the_new_subscriber(stack: Stack, load_function: Loader, context: LambdaContext) -> None:
+    app = load_function("RegistrationFunction")
+    refused = ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "SendMessage")
+    with mock.patch.object(app.welcome_queue.client, "send_message", side_effect=refused):
+        response = app.lambda_handler(load_event("registration_post.json"), context)
+    assert response["statusCode"] == 503
+    assert json.loads(response["body"])["error"]["code"] == "unavailable"
+    assert _subscriber_count(stack) == 0
+    # and trying again works
+    assert app.lambda_handler(load_event("registration_post.json"), context)["statusCode"] == 202
+    assert len(queue_messages(stack, "WelcomeQueue")) == 1
+
+
+def test_unknown_route_is_a_404(stack: Stack, load_function: Loader, context: LambdaContext) -> None:
+    app = load_function("RegistrationFunction")
+    event = load_event("registration_post.json")
+    event["path"] = event["resource"] = "/nope"
+    assert app.lambda_handler(event, context)["statusCode"] == 404
+
+
+# --------------------------------------------------------------------------- welcome worker
+
+
+def test_welcome_sample_event_sends_one_mail_with_html_and_text(
+    stack: Stack, load_function: Loader, context: LambdaContext
+) -> None:
+    # Given the subscriber the sample event names
+    event = load_event("welcome_worker_sqs.json")
+    task = json.loads(event["Records"][0]["body"])
+    _put_subscriber(stack, task["subscriber_id"], task["email"], name="Ada <Lovelace>")
+    app = load_function("WelcomeWorkerFunction")
+    # When the worker handles the event
+    response = app.lambda_handler(event, context)
+    # Then no record failed, one mail went out with both parts, and the result is recorded
+    assert response == {"batchItemFailures": []}
+    mails = sent_mails()
+    assert len(mails) == 1
+    assert mails[0].to == ["ada@example.com"]
+    assert mails[0].subject == "Welcome to Mailroom"
+    assert mails[0].sender == "Mailroom <newsletter@example.com>"
+    assert mails[0].text and "Welcome, Ada <Lovelace>!" in mails[0].text
+    assert mails[0].html and "Ada &lt;Lovelace&gt;" in mails[0].html
+    assert "<Lovelace>" not in mails[0].html
+    result = _results(stack, "welcome")[task["subscriber_id"]]
+    assert result["status"] == "sent"
+    assert result["message_id"]
+
+
+def test_welcome_duplicate_delivery_sends_nothing_twice(
+    stack: Stack, load_function: Loader, context: LambdaContext
+) -> None:
+    event = load_event("welcome_worker_sqs.json")
+    task = json.loads(event["Records"][0]["body"])
+    _put_subscriber(stack, task["subscriber_id"], task["email"])
+    app = load_function("WelcomeWorkerFunction")
+    app.lambda_handler(event, context)
+    assert app.lambda_handler(event, context) == {"batchItemFailures": []}
+    assert len(sent_mails()) == 1
+
+
+def test_welcome_for_an_unknown_subscriber_is_skipped(stack: Stack, load_function: Loader, context: LambdaContext) -> None:
+    app = load_function("WelcomeWorkerFunction")
+    assert app.lambda_handler(load_event("welcome_worker_sqs.json"), context) == {"batchItemFailures": []}
+    assert sent_mails() == []
+
+
+def test_welcome_throttled_goes_back_to_the_queue_and_is_sent_on_redelivery(
+    stack: Stack, load_function: Loader, context: LambdaContext
+) -> None:
+    event = load_event("welcome_worker_sqs.json")
+    task = json.loads(event["Records"][0]["body"])
+    _put_subscriber(stack, task["subscriber_id"], task["email"])
+    app = load_function("WelcomeWorkerFunction")
+    throttled = ClientError(
+        {"Error": {"Code": "TooManyRequestsException", "Message": "Maximum sending rate exceeded."}}, "SendEmail"
+    )
+    with mock.patch.object(app.mailer.client, "send_email", side_effect=throttled):
+        response = app.lambda_handler(event, context)
+    assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    assert _results(stack, "welcome")[task["subscriber_id"]]["status"] == "released"
+    assert sent_mails() == []
+    # the redelivery sends it, once
+    assert app.lambda_handler(event, context) == {"batchItemFailures": []}
+    assert len(sent_mails()) == 1
+    assert _results(stack, "welcome")[task["subscriber_id"]]["status"] == "sent"
+
+
+def test_welcome_rejected_is_recorded_failed_and_not_retried(
+    stack: Stack, load_function: Loader, context: LambdaContext
+) -> None:
+    event = load_event("welcome_worker_sqs.json")
+    task = json.loads(event["Records"][0]["body"])
+    _put_subscriber(stack, task["subscriber_id"], task["email"])
+    app = load_function("WelcomeWorkerFunction")
+    rejected = ClientError({"Error": {"Code": "MessageRejected", "Message": "Email address is not verified."}}, "SendEmail")
+    with mock.patch.object(app.mailer.client, "send_email", side_effect=rejected):
+        assert app.lambda_handler(event, context) == {"batchItemFailures": []}
+    result = _results(stack, "welcome")[task["subscriber_id"]]
+    assert result["status"] == "failed"
+    assert "MessageRejected" in result["error"]
+    assert app.lambda_handler(event, context) == {"batchItemFailures": []}
+    assert sent_mails() == []
+
+
+def test_a_malformed_task_fails_its_record_only(stack: Stack, load_function: Loader, context: LambdaContext) -> None:
+    good = json.loads(load_event("welcome_worker_sqs.json")["Records"][0]["body"])
+    _put_subscriber(stack, good["subscriber_id"], good["email"])
+    event = sqs_event(stack, "WelcomeQueue", [{"kind": "welcome"}, good])
+    app = load_function("WelcomeWorkerFunction")
+    response = app.lambda_handler(event, context)
+    assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    assert len(sent_mails()) == 1
+
+
+# --------------------------------------------------------------------------- newsletter
+
+
+def test_dispatcher_sample_event_fans_out_every_subscriber_in_tasks(
+    stack: Stack, load_function: Loader, context: LambdaContext
+) -> None:
+    for index in range(5):
+        _put_subscriber(stack, f"id-{index}", f"reader{index}@example.com")
+    app = load_function("NewsletterDispatcherFunction", RECIPIENTS_PER_TASK="2")
+    result = app.lambda_handler(load_event("newsletter_dispatcher_schedule.json"), context)
+    assert result == {"edition": "newsletter-2026-11-28", "recipients": 5, "tasks": 3}
+    tasks = queue_messages(stack, "NewsletterQueue")
+    assert sorted(len(task["recipients"]) for task in tasks) == [1, 2, 2]
+    assert {task["edition"] for task in tasks} == {"newsletter-2026-11-28"}
+    recipients = sorted(r["email"] for task in tasks for r in task["recipients"])
+    assert recipients == [f"reader{index}@example.com" for index in range(5)]
+
+
+def test_dispatcher_edition_follows_the_schedule_time_zone(
+    stack: Stack, load_function: Loader, context: LambdaContext
+) -> None:
+    _put_subscriber(stack, "id-1", "reader@example.com")
+    app = load_function("NewsletterDispatcherFunction", NEWSLETTER_TIMEZONE="Pacific/Auckland")
+    event = {**load_event("newsletter_dispatcher_schedule.json"), "scheduledTime": "2026-11-28T21:00:00Z"}
+    # 21:00 UTC on the 28th is 10:00 on the 29th in Auckland (NZDT, UTC+13)
+    assert app.lambda_handler(event, context)["edition"] == "newsletter-2026-11-29"
+
+
+def test_newsletter_worker_sample_event_sends_each_recipient_once(
+    stack: Stack, load_function: Loader, context: LambdaContext
+) -> None:
+    event = load_event("newsletter_worker_sqs.json")
+    app = load_function("NewsletterWorkerFunction")
+    assert app.lambda_handler(event, context) == {"batchItemFailures": []}
+    mails = sent_mails()
+    assert sorted(to for mail in mails for to in mail.to) == ["ada@example.com", "alan@example.com", "grace@example.com"]
+    assert all(mail.subject == "Mailroom newsletter - 28 November 2026" for mail in mails)
+    assert all(mail.html and mail.text for mail in mails)
+    results = _results(stack, "newsletter-2026-11-28")
+    assert {result["status"] for result in results.values()} == {"sent"}
+    assert len(results) == 3
+    # a duplicate delivery of the same task sends nothing more
+    assert app.lambda_handler(event, context) == {"batchItemFailures": []}
+    assert len(sent_mails()) == 3
+
+
+def test_newsletter_partial_failure_retries_only_the_unsent(
+    stack: Stack, load_function: Loader, context: LambdaContext
+) -> None:
+    event = load_event("newsletter_worker_sqs.json")
+    app = load_function("NewsletterWorkerFunction")
+    real_send = app.mailer.client.send_email
+    calls = {"n": 0}
+
+    def flaky(**kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise ClientError({"Error": {"Code": "InternalFailure", "Message": "try later"}}, "SendEmail")
+        return real_send(**kwargs)
+
+    with mock.patch.object(app.mailer.client, "send_email", side_effect=flaky):
+        first = app.lambda_handler(event, context)
+    assert first == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    assert len(sent_mails()) == 2
+    assert app.lambda_handler(event, context) == {"batchItemFailures": []}
+    assert sorted(to for mail in sent_mails() for to in mail.to) == [
+        "ada@example.com",
+        "alan@example.com",
+        "grace@example.com",
+    ]
