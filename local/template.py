@@ -80,6 +80,7 @@ class FunctionSpec:
     memory_size: int
     environment: dict[str, str]
     events: dict[str, EventSpec] = field(default_factory=dict)
+    layer_dirs: tuple[Path, ...] = ()
 
     @property
     def handler_file(self) -> Path:
@@ -398,8 +399,21 @@ class Stack:
                 memory_size=int(self.resolve(properties.get("MemorySize", 128))),
                 environment=self.function_env(logical_id),
                 events=events,
+                layer_dirs=self._layer_dirs(properties.get("Layers") or []),
             )
         return result
+
+    def _layer_dirs(self, layers: list[Any]) -> tuple[Path, ...]:
+        """Local directories of the function's layers (``Ref`` to a LayerVersion with a local ContentUri)."""
+        dirs: list[Path] = []
+        for layer in layers:
+            target = layer.get("Ref") if isinstance(layer, dict) else None
+            resource = self.resources.get(str(target)) if target else None
+            if resource and resource.get("Type") == "AWS::Serverless::LayerVersion":
+                content = self.resolve((resource.get("Properties") or {}).get("ContentUri"))
+                if isinstance(content, str):
+                    dirs.append((self.base_dir / content).resolve())
+        return tuple(dirs)
 
     def _api_stage(self, rest_api_id: Any) -> str:
         if isinstance(rest_api_id, str) and rest_api_id in self.resources:

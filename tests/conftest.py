@@ -7,6 +7,7 @@ code the embedded runtime uses), so a test can never use a schema the stack lack
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,8 +17,14 @@ from types import ModuleType
 import pytest
 from moto import mock_aws
 
-from mailroom_local.template import Stack
-from tests.support import ACCOUNT, REGION, ROOT, TEMPLATE
+# Powertools' logger and metrics are made once, when mailroom.observability is first
+# imported (in Lambda, after the function's environment is set). Give tests that import
+# the logic directly the same namespace the template sets.
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Mailroom")
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "mailroom-tests")
+
+from mailroom_local.template import Stack  # noqa: E402
+from tests.support import ACCOUNT, REGION, ROOT, TEMPLATE  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

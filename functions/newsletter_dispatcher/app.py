@@ -10,6 +10,7 @@ import os
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from mailroom.adapters.dynamodb import SubscriberRepository
 from mailroom.adapters.sqs import TaskQueue
 from mailroom.config import DispatcherSettings

@@ -12,6 +12,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from mailroom.adapters.dynamodb import SubscriberRepository
 from mailroom.adapters.sqs import TaskQueue
 from mailroom.api import ApiError, parse_json_body

@@ -72,7 +72,9 @@ def test_registration_sample_event_stores_subscriber_and_queues_welcome(
     # And the subscriber is stored and exactly one welcome task is queued
     assert _subscriber_count(stack) == 1
     tasks = queue_messages(stack, "WelcomeQueue")
-    assert tasks == [{"kind": "welcome", "subscriber_id": body["id"], "email": "ada@example.com", "correlation_id": mock.ANY}]
+    assert tasks == [
+        {"kind": "welcome", "subscriber_id": body["id"], "email": "ada@example.com", "correlation_id": mock.ANY}
+    ]
 
 
 def test_registering_again_creates_no_second_subscriber_and_no_second_task(
@@ -108,21 +110,53 @@ def test_invalid_email_sample_event_is_a_400_naming_the_field_and_writes_nothing
     [
         ({"Content-Type": "application/json"}, "{not json", 400, "invalid_json"),
         ({"Content-Type": "application/json"}, json.dumps({"name": "No Email"}), 400, "invalid_field"),
-        ({"Content-Type": "application/json"}, json.dumps({"email": "a@example.com", "admin": True}), 400, "invalid_field"),
-        ({"Content-Type": "application/json"}, json.dumps({"email": "a@example.com", "name": "x" * 11000}), 413, "body_too_large"),
+        (
+            {"Content-Type": "application/json"},
+            json.dumps({"email": "a@example.com", "admin": True}),
+            400,
+            "invalid_field",
+        ),
+        (
+            {"Content-Type": "application/json"},
+            json.dumps({"email": "a@example.com", "name": "x" * 11000}),
+            413,
+            "body_too_large",
+        ),
         ({"Content-Type": "text/plain"}, json.dumps({"email": "a@example.com"}), 415, "unsupported_media_type"),
         ({}, json.dumps({"email": "a@example.com"}), 415, "unsupported_media_type"),
         ({"Content-Type": "application/json"}, "[1, 2]", 400, "invalid_body"),
         ({"Content-Type": "application/json"}, "[" * 5000 + "]" * 5000, 400, "invalid_json"),
-        ({"Content-Type": "application/json"}, json.dumps({"email": "a@example.com", "name": "A\r\nBcc: x@y.z"}), 400, "invalid_field"),
+        (
+            {"Content-Type": "application/json"},
+            json.dumps({"email": "a@example.com", "name": "A\r\nBcc: x@y.z"}),
+            400,
+            "invalid_field",
+        ),
         ({"Content-Type": "application/json"}, json.dumps({"email": 42}), 400, "invalid_field"),
         ({"Content-Type": "application/json"}, "", 400, "empty_body"),
     ],
-    ids=["bad-json", "missing-email", "unknown-field", "too-large", "text-plain", "no-content-type", "array",
-         "deep-nesting", "crlf-in-name", "email-not-string", "empty"],
+    ids=[
+        "bad-json",
+        "missing-email",
+        "unknown-field",
+        "too-large",
+        "text-plain",
+        "no-content-type",
+        "array",
+        "deep-nesting",
+        "crlf-in-name",
+        "email-not-string",
+        "empty",
+    ],
 )
 def test_bad_input_is_a_4xx_json_error_and_writes_nothing(
-    stack: Stack, load_function: Loader, context: LambdaContext, headers: dict[str, str], body: str, status: int, code: str
+    stack: Stack,
+    load_function: Loader,
+    context: LambdaContext,
+    headers: dict[str, str],
+    body: str,
+    status: int,
+    code: str,
 ) -> None:
     app = load_function("RegistrationFunction")
     event = load_event("registration_post.json")
@@ -200,7 +234,9 @@ def test_welcome_duplicate_delivery_sends_nothing_twice(
     assert len(sent_mails()) == 1
 
 
-def test_welcome_for_an_unknown_subscriber_is_skipped(stack: Stack, load_function: Loader, context: LambdaContext) -> None:
+def test_welcome_for_an_unknown_subscriber_is_skipped(
+    stack: Stack, load_function: Loader, context: LambdaContext
+) -> None:
     app = load_function("WelcomeWorkerFunction")
     assert app.lambda_handler(load_event("welcome_worker_sqs.json"), context) == {"batchItemFailures": []}
     assert sent_mails() == []
@@ -234,7 +270,9 @@ def test_welcome_rejected_is_recorded_failed_and_not_retried(
     task = json.loads(event["Records"][0]["body"])
     _put_subscriber(stack, task["subscriber_id"], task["email"])
     app = load_function("WelcomeWorkerFunction")
-    rejected = ClientError({"Error": {"Code": "MessageRejected", "Message": "Email address is not verified."}}, "SendEmail")
+    rejected = ClientError(
+        {"Error": {"Code": "MessageRejected", "Message": "Email address is not verified."}}, "SendEmail"
+    )
     with mock.patch.object(app.mailer.client, "send_email", side_effect=rejected):
         assert app.lambda_handler(event, context) == {"batchItemFailures": []}
     result = _results(stack, "welcome")[task["subscriber_id"]]
@@ -289,7 +327,11 @@ def test_newsletter_worker_sample_event_sends_each_recipient_once(
     app = load_function("NewsletterWorkerFunction")
     assert app.lambda_handler(event, context) == {"batchItemFailures": []}
     mails = sent_mails()
-    assert sorted(to for mail in mails for to in mail.to) == ["ada@example.com", "alan@example.com", "grace@example.com"]
+    assert sorted(to for mail in mails for to in mail.to) == [
+        "ada@example.com",
+        "alan@example.com",
+        "grace@example.com",
+    ]
     assert all(mail.subject == "Mailroom newsletter - 28 November 2026" for mail in mails)
     assert all(mail.html and mail.text for mail in mails)
     results = _results(stack, "newsletter-2026-11-28")

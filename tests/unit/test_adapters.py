@@ -1,0 +1,94 @@
+"""Adapters against stubbed or moto-backed clients: batching, retries, error classes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError, ReadTimeoutError
+from botocore.stub import Stubber
+
+from mailroom.adapters.ses import classify
+from mailroom.adapters.sqs import EnqueueError, TaskQueue
+from mailroom.errors import PermanentSendError, RetryableSendError
+
+URL = "https://sqs.us-east-1.amazonaws.com/123456789012/q"
+
+
+def _queue() -> tuple[TaskQueue, Stubber, list[float]]:
+    client = boto3.client("sqs", region_name="us-east-1")
+    sleeps: list[float] = []
+    return TaskQueue(URL, client=client, attempts=3, sleep=sleeps.append), Stubber(client), sleeps
+
+
+def _expect_batch(stubber: Stubber, ids: list[str], failed: list[dict[str, Any]]) -> None:
+    ok = [{"Id": i, "MessageId": f"m{i}", "MD5OfMessageBody": "x"} for i in ids if i not in {f["Id"] for f in failed}]
+    stubber.add_response(
+        "send_message_batch",
+        {"Successful": ok, "Failed": failed},
+        {"QueueUrl": URL, "Entries": [{"Id": i, "MessageBody": f"b{i}", "MessageAttributes": {}} for i in ids]},
+    )
+
+
+def test_send_batch_sends_ten_per_call() -> None:
+    queue, stubber, _ = _queue()
+    bodies = [f"b{i}" for i in range(23)]
+    _expect_batch(stubber, [str(i) for i in range(10)], [])
+    _expect_batch(stubber, [str(i) for i in range(10, 20)], [])
+    _expect_batch(stubber, [str(i) for i in range(20, 23)], [])
+    with stubber:
+        assert queue.send_batch(bodies) == 3
+    stubber.assert_no_pending_responses()
+
+
+def test_send_batch_retries_only_the_failed_entries_with_backoff() -> None:
+    queue, stubber, sleeps = _queue()
+    _expect_batch(stubber, ["0", "1", "2"], [{"Id": "1", "Code": "InternalError", "SenderFault": False}])
+    _expect_batch(stubber, ["1"], [])
+    with stubber:
+        assert queue.send_batch(["b0", "b1", "b2"]) == 2
+    assert len(sleeps) == 1
+    stubber.assert_no_pending_responses()
+
+
+def test_send_batch_gives_up_after_its_attempts_naming_what_failed() -> None:
+    queue, stubber, _ = _queue()
+    failure = [{"Id": "0", "Code": "InternalError", "SenderFault": False}]
+    for _ in range(3):
+        _expect_batch(stubber, ["0"], failure)
+    with stubber, pytest.raises(EnqueueError) as raised:
+        queue.send_batch(["b0"])
+    assert raised.value.failed == {"0": "InternalError"}
+
+
+def test_send_batch_does_not_retry_sender_faults() -> None:
+    queue, stubber, sleeps = _queue()
+    _expect_batch(stubber, ["0"], [{"Id": "0", "Code": "InvalidMessageContents", "SenderFault": True}])
+    with stubber, pytest.raises(EnqueueError):
+        queue.send_batch(["b0"])
+    assert sleeps == []
+
+
+def _client_error(code: str, message: str = "") -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": message}}, "SendEmail")
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "throttled"),
+    [
+        (_client_error("TooManyRequestsException"), RetryableSendError, True),
+        (_client_error("LimitExceededException"), RetryableSendError, True),
+        (_client_error("Throttling", "Maximum sending rate exceeded."), RetryableSendError, True),
+        (_client_error("SomethingElse", "Maximum sending rate exceeded."), RetryableSendError, True),
+        (_client_error("InternalFailure"), RetryableSendError, False),
+        (_client_error("MailFromDomainNotVerifiedException"), RetryableSendError, False),
+        (_client_error("MessageRejected", "Email address is not verified."), PermanentSendError, False),
+        (_client_error("BadRequestException", "Illegal address"), PermanentSendError, False),
+        (ReadTimeoutError(endpoint_url="https://email"), RetryableSendError, False),
+    ],
+)
+def test_ses_errors_are_classified(error: Exception, kind: type, throttled: bool) -> None:
+    classified = classify(error)
+    assert type(classified) is kind
+    assert classified.throttled is throttled

@@ -1,0 +1,113 @@
+"""template.yaml invariants that a deploy would not catch until it is too late."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from mailroom_local.template import Stack
+from tests.support import EVENTS, ROOT, TEMPLATE
+
+
+@pytest.fixture(scope="module")
+def stack() -> Stack:
+    return Stack.load(TEMPLATE)
+
+
+def test_every_function_is_python313_on_arm64_with_both_layers(stack: Stack) -> None:
+    raw = stack.template
+    globals_ = raw["Globals"]["Function"]
+    assert globals_["Runtime"] == "python3.13"
+    assert globals_["Architectures"] == ["arm64"]
+    assert {layer["Ref"] for layer in globals_["Layers"]} == {"MailroomLayer", "DependenciesLayer"}
+    for logical_id, resource in raw["Resources"].items():
+        if resource["Type"] == "AWS::Serverless::LayerVersion":
+            assert resource["Metadata"]["BuildMethod"] == "makefile", logical_id
+            assert resource["Properties"]["CompatibleArchitectures"] == ["arm64"]
+
+
+def test_every_sqs_source_reports_batch_item_failures_and_its_queue_has_a_dlq(stack: Stack) -> None:
+    sources = stack.sqs_sources
+    assert {source.function for source in sources} == {"WelcomeWorkerFunction", "NewsletterWorkerFunction"}
+    queues = {str(stack.get_att(q.logical_id, "Arn")): q for q in stack.queues.values()}
+    for source in sources:
+        assert source.report_batch_item_failures, source.function
+        queue = queues[source.queue_arn]
+        redrive = json.loads(queue.attributes["RedrivePolicy"])
+        assert int(redrive["maxReceiveCount"]) >= 5
+        assert redrive["deadLetterTargetArn"] in queues
+        # the visibility timeout is at least six times the worker's timeout (AWS's advice)
+        timeout = stack.functions[source.function].timeout
+        assert int(queue.attributes["VisibilityTimeout"]) >= 6 * timeout, source.function
+
+
+def test_the_newsletter_schedule_is_a_time_zone_aware_schedule_v2(stack: Stack) -> None:
+    (schedule,) = stack.schedules
+    assert schedule.event_type == "ScheduleV2"
+    assert schedule.function == "NewsletterDispatcherFunction"
+    assert schedule.expression == "cron(0 10 * * ? *)"
+    assert schedule.timezone == "UTC"
+    assert schedule.input and "<aws.scheduler.scheduled-time>" in schedule.input
+
+
+def test_overridden_schedule_parameters_reach_the_schedule() -> None:
+    stack = Stack.load(
+        TEMPLATE, overrides={"NewsletterSchedule": "cron(30 7 ? * MON-FRI *)", "NewsletterTimezone": "Europe/Berlin"}
+    )
+    (schedule,) = stack.schedules
+    assert (schedule.expression, schedule.timezone) == ("cron(30 7 ? * MON-FRI *)", "Europe/Berlin")
+    assert stack.function_env("NewsletterDispatcherFunction")["NEWSLETTER_TIMEZONE"] == "Europe/Berlin"
+
+
+def test_the_api_has_the_registration_route(stack: Stack) -> None:
+    assert [(r.method.upper(), r.path, r.function) for r in stack.routes] == [
+        ("POST", "/subscriptions", "RegistrationFunction")
+    ]
+
+
+def test_every_function_has_a_folder_an_app_and_a_sample_event_used_by_a_test(stack: Stack) -> None:
+    tests = "\n".join(path.read_text() for path in (ROOT / "tests").rglob("test_*.py"))
+    for spec in stack.functions.values():
+        assert spec.handler_file.is_file(), spec.logical_id
+        assert not (spec.code_dir / "requirements.txt").exists(), "dependencies belong in the layer"
+        folder = spec.code_dir.name
+        events = sorted(path.name for path in EVENTS.glob(f"{folder}_*.json"))
+        assert events, f"no sample event for {spec.logical_id}"
+        for event in events:
+            assert f'"{event}"' in tests, f"events/{event} is used by no test"
+
+
+def test_every_function_has_a_log_group_with_retention(stack: Stack) -> None:
+    raw = stack.template
+    log_groups = [r for r in raw["Resources"].values() if r["Type"] == "AWS::Logs::LogGroup"]
+    named = {re.sub(r".*\$\{(\w+)\}.*", r"\1", str(group["Properties"]["LogGroupName"])) for group in log_groups}
+    assert named == set(stack.functions)
+    assert all("RetentionInDays" in group["Properties"] for group in log_groups)
+
+
+def test_no_managed_full_access_policies() -> None:
+    text = TEMPLATE.read_text()
+    assert "FullAccess" not in text
+    assert "AdministratorAccess" not in text
+
+
+def test_the_runtime_provides_boto3_so_the_layer_does_not_ship_it() -> None:
+    requirements = (ROOT / "layers/dependencies/requirements.txt").read_text().lower()
+    assert not re.search(r"^(boto3|botocore)\b", requirements, re.MULTILINE)
+
+
+@pytest.mark.parametrize(
+    "output", ["ApiUrl", "WelcomeQueueUrl", "NewsletterQueueUrl", "SubscribersTableName", "ResultsTableName"]
+)
+def test_outputs_that_tests_and_operators_read(stack: Stack, output: str) -> None:
+    raw = stack.template
+    assert output in raw["Outputs"]
+
+
+def test_handler_files_exist_only_as_the_template_says() -> None:
+    folders = {path.name for path in (ROOT / "functions").iterdir() if path.is_dir()}
+    declared = {Path(spec.code_dir).name for spec in Stack.load(TEMPLATE).functions.values()}
+    assert folders == declared
