@@ -8,6 +8,7 @@ well-known fake ``testing`` ones, so nothing can ever reach a real account.
 
 from __future__ import annotations
 
+import logging
 import os
 import urllib.request
 from typing import Any
@@ -19,7 +20,7 @@ __all__ = ["FAKE_CREDENTIALS", "MotoServer", "client", "default_region"]
 
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",  # noqa: S105 - moto's documented fake credentials
+    "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_SESSION_TOKEN": "testing",
     "AWS_SECURITY_TOKEN": "testing",
 }
@@ -59,6 +60,8 @@ class MotoServer:
         self.url = ""
 
     def start(self) -> str:
+        # moto's server logs every request through werkzeug's logger: far too chatty here.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.url = f"http://{host}:{port}"
@@ -67,8 +70,9 @@ class MotoServer:
 
     def reset(self) -> None:
         """Forget every resource and sent mail (moto's ``/moto-api/reset``)."""
-        request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST", data=b"")
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback URL
+        url = f"{self.url}/moto-api/reset"
+        request = urllib.request.Request(url, method="POST", data=b"")  # noqa: S310 - our loopback http URL
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
             response.read()
 
     def stop(self) -> None:

@@ -23,13 +23,34 @@ from typing import Any, TextIO
 
 __all__ = ["Console"]
 
-_CONTEXT_KEYS = frozenset({
-    "level", "message", "timestamp", "location", "service", "cold_start", "function_name",
-    "function_memory_size", "function_arn", "function_request_id", "xray_trace_id", "sampling_rate",
-    "exception", "exception_name", "stack_trace",
-})
-_COLOURS = {"DEBUG": "\033[2m", "INFO": "\033[36m", "WARNING": "\033[33m", "ERROR": "\033[31m",
-            "CRITICAL": "\033[1;31m", "METRICS": "\033[35m", "REPORT": "\033[2m"}
+_CONTEXT_KEYS = frozenset(
+    {
+        "level",
+        "message",
+        "timestamp",
+        "location",
+        "service",
+        "cold_start",
+        "function_name",
+        "function_memory_size",
+        "function_arn",
+        "function_request_id",
+        "xray_trace_id",
+        "sampling_rate",
+        "exception",
+        "exception_name",
+        "stack_trace",
+    }
+)
+_COLOURS = {
+    "DEBUG": "\033[2m",
+    "INFO": "\033[36m",
+    "WARNING": "\033[33m",
+    "ERROR": "\033[31m",
+    "CRITICAL": "\033[1;31m",
+    "METRICS": "\033[35m",
+    "REPORT": "\033[2m",
+}
 _RESET = "\033[0m"
 
 

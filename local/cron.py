@@ -34,8 +34,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = ["AtExpression", "CronExpression", "RateExpression", "ScheduleExpression", "ScheduleExpressionError", "parse"]
 
-MONTHS = {name: number for number, name in enumerate(
-    ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"], start=1)}
+MONTHS = {
+    name: number
+    for number, name in enumerate(
+        ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"], start=1
+    )
+}
 WEEKDAYS = {name: number for number, name in enumerate(["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"], start=1)}
 MAX_YEAR = 2199
 
@@ -47,7 +51,9 @@ class ScheduleExpressionError(ValueError):
 class ScheduleExpression(Protocol):
     """A parsed expression."""
 
-    expression: str
+    @property
+    def expression(self) -> str:
+        """The expression's text."""
 
     def next_after(self, instant: datetime) -> datetime | None:
         """The first fire time strictly after ``instant`` (aware, UTC), or None."""
@@ -205,9 +211,7 @@ class CronExpression:
             raise ScheduleExpressionError(f"{expression!r}: cron needs 6 fields, got {len(fields)}")
         minute, hour, dom, month, dow, year = fields
         if (dom == "?") == (dow == "?"):
-            raise ScheduleExpressionError(
-                f"{expression!r}: exactly one of day-of-month and day-of-week must be '?'"
-            )
+            raise ScheduleExpressionError(f"{expression!r}: exactly one of day-of-month and day-of-week must be '?'")
         try:
             return cls(
                 expression=expression,
@@ -258,15 +262,15 @@ def _day_of_month(field: str) -> DayOfMonth:
     days: set[int] = set()
     last = last_weekday = False
     nearest: set[int] = set()
-    for token in field.split(","):
-        if token == "L":
+    for item in field.split(","):
+        if item == "L":
             last = True
-        elif token == "LW":
+        elif item == "LW":
             last_weekday = True
-        elif re.fullmatch(r"\d+W", token):
-            nearest.add(_bounded(int(token[:-1]), 1, 31))
+        elif re.fullmatch(r"\d+W", item):
+            nearest.add(_bounded(int(item[:-1]), 1, 31))
         else:
-            days |= _values(token, 1, 31)
+            days |= _values(item, 1, 31)
     return DayOfMonth(frozenset(days), last, last_weekday, frozenset(nearest))
 
 

@@ -69,8 +69,8 @@ class Resolver:
         """Resolve ``value`` recursively; the result contains no intrinsic functions."""
         if isinstance(value, dict):
             if len(value) == 1:
-                (key, argument), = value.items()
-                if key == "Ref" or key == "Condition" or key.startswith("Fn::"):
+                ((key, argument),) = value.items()
+                if key in ("Ref", "Condition") or key.startswith("Fn::"):
                     return self._function(key, argument)
             resolved = {k: self.resolve(v) for k, v in value.items()}
             return {k: v for k, v in resolved.items() if v is not NO_VALUE}
@@ -192,7 +192,7 @@ class Resolver:
         if not (isinstance(argument, list) and len(argument) == 2):
             raise IntrinsicError(f"Fn::Equals needs two values, got {argument!r}")
         # CloudFormation compares the string forms: !Equals [!Ref Count, 3] with Count "3" is true.
-        return _comparable(argument[0]) == _comparable(argument[1])
+        return bool(_comparable(argument[0]) == _comparable(argument[1]))
 
     def _booleans(self, name: str, argument: Any) -> list[bool]:
         if not isinstance(argument, list):

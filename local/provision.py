@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import ClientError
 
-from mailroom_local.template import IDENTITY_TYPE, TABLE_TYPES
+from .template import IDENTITY_TYPE, TABLE_TYPES
 
 if TYPE_CHECKING:
-    from mailroom_local.template import Stack
+    from .template import Stack
 
 __all__ = ["Provisioned", "QueueInfo", "provision"]
 
@@ -185,7 +185,10 @@ def _create_table(stack: Stack, logical_id: str, dynamodb: Any) -> str:
 
 def _throughput(value: Any) -> dict[str, int]:
     value = value or {"ReadCapacityUnits": 5, "WriteCapacityUnits": 5}
-    return {"ReadCapacityUnits": int(value["ReadCapacityUnits"]), "WriteCapacityUnits": int(value["WriteCapacityUnits"])}
+    return {
+        "ReadCapacityUnits": int(value["ReadCapacityUnits"]),
+        "WriteCapacityUnits": int(value["WriteCapacityUnits"]),
+    }
 
 
 def _bool(value: Any) -> bool:

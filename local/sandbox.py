@@ -25,20 +25,23 @@ invocations. One invocation runs at a time per environment (as with reserved con
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
+import signal
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from mailroom_local import sandbox_child
-from mailroom_local.aws import FAKE_CREDENTIALS
-from mailroom_local.console import Console
-from mailroom_local.template import FunctionSpec
+from . import sandbox_child
+from .aws import FAKE_CREDENTIALS
+from .console import Console
+from .template import FunctionSpec
 
 __all__ = ["Invocation", "Sandbox"]
 
@@ -92,6 +95,10 @@ class Sandbox:
         self._fingerprint: tuple[float, int] = (0.0, 0)
         self._reader: threading.Thread | None = None
 
+    def _is_stopping(self) -> bool:
+        """Read the flag through a call: another thread sets it while this one waits."""
+        return self._stopping
+
     # ------------------------------------------------------------------ config
     def environment(self, log_stream: str) -> dict[str, str]:
         """The child's environment: the runtime's minus AWS_*, then Lambda's and the function's."""
@@ -135,7 +142,7 @@ class Sandbox:
     def start(self) -> None:
         """Start the environment (init runs in the background); no-op if it runs."""
         with self._lock:
-            if self._process is None and not self._stopping:
+            if self._process is None and not self._is_stopping():
                 self._spawn()
 
     def _spawn(self) -> None:
@@ -160,7 +167,8 @@ class Sandbox:
             name=f"lambda-{self.spec.name}",
             daemon=True,
         )
-        process.start()
+        with _sigint_blocked():
+            process.start()
         child_conn.close()
         out_write.close()
         self._process, self._conn = process, parent_conn
@@ -199,10 +207,8 @@ class Sandbox:
         if process is None:
             return
         if conn is not None and graceful:
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 conn.send(("stop",))
-            except (OSError, ValueError):
-                pass
             process.join(timeout=1.0)
         if process.is_alive():
             process.terminate()
@@ -232,7 +238,8 @@ class Sandbox:
         with self._lock:
             if self._process is None:
                 return self._init_error
-            self._await_init(time.monotonic() + timeout)
+            if not self._await_init(time.monotonic() + timeout) and self._init_error is not None:
+                self._kill()  # the first invocation retries the init, as Lambda does
             return self._init_error
 
     # --------------------------------------------------------------- invoking
@@ -245,7 +252,7 @@ class Sandbox:
         return invocation
 
     def _invoke_locked(self, request_id: str, event: Any) -> Invocation:
-        if self._stopping:
+        if self._is_stopping():
             return self._failure(request_id, "Runtime.Stopped", "The local runtime is stopping", 0.0)
         if self._process is not None and self._ready and self._fingerprint_code() != self._fingerprint:
             self.console.info("code changed: starting a new execution environment", self.spec.name)
@@ -258,15 +265,21 @@ class Sandbox:
             init_error = self._init_error
             if init_error is not None:
                 self._kill()  # the next invocation retries the init, as Lambda does
-                return self._failure(request_id, str(init_error["errorType"]), str(init_error["errorMessage"]),
-                                     (time.monotonic() - started) * 1000, init_error)
-            if self._stopping:
+                return self._failure(
+                    request_id,
+                    str(init_error["errorType"]),
+                    str(init_error["errorMessage"]),
+                    (time.monotonic() - started) * 1000,
+                    init_error,
+                )
+            if self._is_stopping():
                 return self._failure(request_id, "Runtime.Stopped", "The local runtime is stopping", 0.0)
             return self._timeout(request_id, started)
         invocation = self._run(request_id, event, started)
         if cold:
-            invocation = Invocation(invocation.request_id, invocation.ok, invocation.payload,
-                                    invocation.duration_ms, self._init_ms)
+            invocation = Invocation(
+                invocation.request_id, invocation.ok, invocation.payload, invocation.duration_ms, self._init_ms
+            )
         return invocation
 
     def _await_init(self, deadline: float) -> bool:
@@ -275,7 +288,7 @@ class Sandbox:
             return True
         conn = self._conn
         assert conn is not None
-        while not self._stopping and time.monotonic() < deadline:
+        while not self._is_stopping() and time.monotonic() < deadline:
             try:
                 if not conn.poll(_POLL_SECONDS):
                     continue
@@ -305,10 +318,11 @@ class Sandbox:
         except (OSError, ValueError):
             return self._crashed(request_id, started)
         while True:
-            if self._stopping:
+            if self._is_stopping():
                 self._kill(graceful=False)
-                return self._failure(request_id, "Runtime.Stopped", "The local runtime is stopping",
-                                     (time.monotonic() - started) * 1000)
+                return self._failure(
+                    request_id, "Runtime.Stopped", "The local runtime is stopping", (time.monotonic() - started) * 1000
+                )
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return self._timeout(request_id, started)
@@ -327,8 +341,9 @@ class Sandbox:
         elapsed = time.monotonic() - started
         self._kill(graceful=False)  # Lambda does not wait for a timed-out handler
         invocation = self._failure(
-            request_id, "Sandbox.Timedout",
-            f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {request_id} Task timed out after {elapsed:.2f} seconds",
+            request_id,
+            "Sandbox.Timedout",
+            f"{_utc_now()} {request_id} Task timed out after {elapsed:.2f} seconds",
             elapsed * 1000,
         )
         self.console.error(f"Task timed out after {elapsed:.2f} seconds ({request_id})", self.spec.name)
@@ -340,14 +355,16 @@ class Sandbox:
         self._kill()
         self.console.error(f"execution environment exited (status {code}); starting a new one", self.spec.name)
         invocation = self._failure(
-            request_id, "Runtime.ExitError", f"RequestId: {request_id} Error: Runtime exited with error: exit status {code}",
+            request_id,
+            "Runtime.ExitError",
+            f"RequestId: {request_id} Error: Runtime exited with error: exit status {code}",
             (time.monotonic() - started) * 1000,
         )
         self._restart_in_background()
         return invocation
 
     def _restart_in_background(self) -> None:
-        if not self._stopping:
+        if not self._is_stopping():
             self._spawn()  # a warm environment for the next invocation; init runs in the child
 
     def _exit_code(self) -> int | None:
@@ -359,8 +376,9 @@ class Sandbox:
         return code
 
     @staticmethod
-    def _failure(request_id: str, error_type: str, message: str, duration_ms: float,
-                 payload: dict[str, Any] | None = None) -> Invocation:
+    def _failure(
+        request_id: str, error_type: str, message: str, duration_ms: float, payload: dict[str, Any] | None = None
+    ) -> Invocation:
         body = dict(payload or {"errorType": error_type, "errorMessage": message})
         body["requestId"] = request_id
         return Invocation(request_id, False, body, duration_ms)
@@ -372,3 +390,21 @@ class Sandbox:
             self.spec.name, f"{invocation.request_id} {status} duration {invocation.duration_ms:.0f} ms{init}"
         )
 
+
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """Start children with SIGINT blocked: a Ctrl-C in the terminal reaches the whole process
+    group, and stopping the children is the runtime's job (the child ignores SIGINT, then
+    unblocks it)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _utc_now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -51,10 +51,28 @@ class LambdaContext:
         return f"LambdaContext([aws_request_id={self.aws_request_id}, function_name={self.function_name}])"
 
 
-def _error(error_type: str, message: str, exc: BaseException | None = None, skip: int = 0) -> dict[str, Any]:
-    """Lambda's error payload; ``skip`` leaves out this module's own frames."""
-    stack = traceback.format_list(traceback.extract_tb(exc.__traceback__)[skip:]) if exc is not None else []
+def _user_frames(exc: BaseException) -> list[traceback.FrameSummary]:
+    """The traceback without this bootstrap's and importlib's frames (Lambda shows user code)."""
+    return [
+        frame
+        for frame in traceback.extract_tb(exc.__traceback__)
+        if frame.filename != __file__ and not frame.filename.startswith("<frozen")
+    ]
+
+
+def _error(error_type: str, message: str, exc: BaseException | None = None) -> dict[str, Any]:
+    """Lambda's error payload."""
+    stack = traceback.format_list(_user_frames(exc)) if exc is not None else []
     return {"errorType": error_type, "errorMessage": message, "requestId": "", "stackTrace": stack}
+
+
+def _log_exception(error_type: str, message: str, exc: BaseException | None = None) -> None:
+    """Log an error like the Python runtime: ``[ERROR] Type: message`` and the user frames."""
+    lines = [f"[ERROR] {error_type}: {message}"]
+    frames = _user_frames(exc) if exc is not None else []
+    if frames:
+        lines += ["Traceback (most recent call last):", *"".join(traceback.format_list(frames)).rstrip().splitlines()]
+    print("\n".join(lines), file=sys.stderr)
 
 
 def _redirect_output(out: Connection) -> None:
@@ -73,7 +91,9 @@ def _load_handler(config: dict[str, Any]) -> Any:
     unique = f"_mailroom_local_fn_{config['logical_id']}_{module_name.replace('.', '_')}"
     spec = importlib.util.spec_from_file_location(unique, path)
     if spec is None or spec.loader is None or not os.path.isfile(path):
-        raise _InitError("Runtime.ImportModuleError", f"Unable to import module '{module_name}': No module named '{module_name}'")
+        raise _InitError(
+            "Runtime.ImportModuleError", f"Unable to import module '{module_name}': No module named '{module_name}'"
+        )
     module = importlib.util.module_from_spec(spec)
     sys.modules[unique] = module
     try:
@@ -97,6 +117,8 @@ class _InitError(Exception):
 def main(conn: Connection, out: Connection, config: dict[str, Any]) -> None:
     """Entry point of the child process: init, then answer invocations until told to stop."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's business; it stops us
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by the parent until now
     _redirect_output(out)
     os.environ.clear()
     os.environ.update(config["environment"])
@@ -109,12 +131,11 @@ def main(conn: Connection, out: Connection, config: dict[str, Any]) -> None:
     try:
         handler = _load_handler(config)
     except _InitError as exc:
-        print(f"[ERROR] {exc.error['errorType']}: {exc.error['errorMessage']}", file=sys.stderr)
+        _log_exception(exc.error["errorType"], exc.error["errorMessage"], exc.__cause__)
         conn.send(("init_error", exc.error))
         return
     except Exception as exc:
-        print(f"[ERROR] {type(exc).__name__}: {exc}", file=sys.stderr)
-        traceback.print_exc()
+        _log_exception(type(exc).__name__, str(exc), exc)
         conn.send(("init_error", _error(type(exc).__name__, str(exc), exc)))
         return
     conn.send(("ready", (time.perf_counter() - started) * 1000))
@@ -132,14 +153,15 @@ def main(conn: Connection, out: Connection, config: dict[str, Any]) -> None:
 
 def _invoke(handler: Any, config: dict[str, Any], request_id: str, payload: str, deadline_ms: int) -> tuple[str, Any]:
     context = LambdaContext(config, request_id, deadline_ms)
-    os.environ["_X_AMZN_TRACE_ID"] = f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};Parent={uuid.uuid4().hex[:16]};Sampled=0"
+    os.environ["_X_AMZN_TRACE_ID"] = (
+        f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};Parent={uuid.uuid4().hex[:16]};Sampled=0"
+    )
     try:
         result = handler(json.loads(payload), context)
     except Exception as exc:
-        error = _error(type(exc).__name__, str(exc), exc, skip=1)
+        error = _error(type(exc).__name__, str(exc), exc)
         error["requestId"] = request_id
-        print(f"[ERROR] {type(exc).__name__}: {exc}", file=sys.stderr)
-        traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next if exc.__traceback__ else None)
+        _log_exception(type(exc).__name__, str(exc), exc)
         return ("error", error)
     finally:
         sys.stdout.flush()
@@ -148,6 +170,8 @@ def _invoke(handler: Any, config: dict[str, Any], request_id: str, payload: str,
         return ("result", json.dumps(result))
     except (TypeError, ValueError) as exc:
         message = f"Unable to marshal response: {exc}"
-        print(f"[ERROR] Runtime.MarshalError: {message}", file=sys.stderr)
-        return ("error", {"errorType": "Runtime.MarshalError", "errorMessage": message, "requestId": request_id,
-                          "stackTrace": []})
+        _log_exception("Runtime.MarshalError", message)
+        return (
+            "error",
+            {"errorType": "Runtime.MarshalError", "errorMessage": message, "requestId": request_id, "stackTrace": []},
+        )

@@ -18,19 +18,21 @@ function's environment is the URL that endpoint understands.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mailroom_local.cfn import load_template
-from mailroom_local.intrinsics import IntrinsicError, Resolver
+from .cfn import load_template
+from .intrinsics import IntrinsicError, Resolver
+from .parameters import TemplateError, as_string, parameter_values
 
 if TYPE_CHECKING:
     import boto3
 
-    from mailroom_local.provision import Provisioned
+    from .provision import Provisioned
 
 __all__ = [
     "DEFAULT_ACCOUNT_ID",
@@ -52,10 +54,6 @@ QUEUE_TYPE = "AWS::SQS::Queue"
 TABLE_TYPES = ("AWS::DynamoDB::Table", "AWS::Serverless::SimpleTable")
 IDENTITY_TYPE = "AWS::SES::EmailIdentity"
 SCHEDULE_EVENT_TYPES = ("ScheduleV2", "Schedule")
-
-
-class TemplateError(ValueError):
-    """The template (or an override) is invalid or uses something the runtime cannot do."""
 
 
 @dataclass(frozen=True)
@@ -161,7 +159,7 @@ class Stack:
         self.account_id = account_id
         self.stack_name = stack_name
         self.resources: dict[str, dict[str, Any]] = dict(self.template.get("Resources") or {})
-        self.parameters = self._parameter_values(dict(overrides or {}))
+        self.parameters = parameter_values(self.template.get("Parameters") or {}, overrides or {})
         self._conditions: dict[str, bool] = {}
         self._evaluating: set[str] = set()
         self._queue_urls: dict[str, str] = {}
@@ -178,7 +176,7 @@ class Stack:
         stack_name: str = DEFAULT_STACK_NAME,
     ) -> Stack:
         """Read ``path``; ``region`` defaults to AWS_REGION/AWS_DEFAULT_REGION, then us-east-1."""
-        from mailroom_local.aws import default_region
+        from .aws import default_region
 
         return cls(
             load_template(path),
@@ -188,23 +186,6 @@ class Stack:
             account_id=account_id,
             stack_name=stack_name,
         )
-
-    # -------------------------------------------------------------- parameters
-    def _parameter_values(self, overrides: dict[str, str]) -> dict[str, Any]:
-        declared: dict[str, dict[str, Any]] = dict(self.template.get("Parameters") or {})
-        unknown = sorted(set(overrides) - set(declared))
-        if unknown:
-            raise TemplateError(f"unknown parameter(s) in overrides: {', '.join(unknown)}")
-        values: dict[str, Any] = {}
-        for name, spec in declared.items():
-            if name in overrides:
-                raw: Any = overrides[name]
-            elif "Default" in spec:
-                raw = spec["Default"]
-            else:
-                raise TemplateError(f"parameter {name} has no Default; pass --parameter-overrides {name}=...")
-            values[name] = _parameter_value(name, spec, raw)
-        return values
 
     # ------------------------------------------------------- resolver context
     def ref(self, name: str) -> Any:
@@ -227,7 +208,7 @@ class Stack:
         kind = resource.get("Type", "")
         if kind == QUEUE_TYPE:
             return self.queue_url(name)
-        if kind == "AWS::Serverless::LayerVersion" or kind == "AWS::Lambda::LayerVersion":
+        if kind in ("AWS::Serverless::LayerVersion", "AWS::Lambda::LayerVersion"):
             return f"arn:aws:lambda:{self.region}:{self.account_id}:layer:{name}:1"
         if kind == IDENTITY_TYPE:
             return str(self.resolve(self._properties(name).get("EmailIdentity", name)))
@@ -365,13 +346,14 @@ class Stack:
     # ------------------------------------------------------------- functions
     def _function_properties(self, logical_id: str) -> dict[str, Any]:
         globals_ = dict((self.template.get("Globals") or {}).get("Function") or {})
-        return _sam_merge(globals_, self._properties(logical_id))
+        merged: dict[str, Any] = _sam_merge(globals_, self._properties(logical_id))
+        return merged
 
     def function_env(self, logical_id: str) -> dict[str, str]:
         """The function's resolved environment variables (Globals merged, function wins)."""
         properties = self._function_properties(logical_id)
         variables = self.resolve((properties.get("Environment") or {}).get("Variables") or {})
-        return {str(k): _env_string(v) for k, v in variables.items()}
+        return {str(k): as_string(v) for k, v in variables.items()}
 
     @property
     def functions(self) -> dict[str, FunctionSpec]:
@@ -386,7 +368,9 @@ class Stack:
             if not isinstance(handler, str) or "." not in handler:
                 raise TemplateError(f"{logical_id}: Handler must look like module.function")
             events = {
-                name: EventSpec(name=name, type=str(event.get("Type")), properties=self.resolve(event.get("Properties") or {}))
+                name: EventSpec(
+                    name=name, type=str(event.get("Type")), properties=self.resolve(event.get("Properties") or {})
+                )
                 for name, event in (properties.get("Events") or {}).items()
             }
             result[logical_id] = FunctionSpec(
@@ -480,9 +464,10 @@ class Stack:
                     enabled = str(properties.get("State", "ENABLED")).upper() != "DISABLED"
                     timezone = str(properties.get("ScheduleExpressionTimezone") or "UTC")
                 else:  # EventBridge rules are always evaluated in UTC
-                    enabled = _truthy(properties.get("Enabled", True)) and str(
-                        properties.get("State", "ENABLED")
-                    ).upper() != "DISABLED"
+                    enabled = (
+                        _truthy(properties.get("Enabled", True))
+                        and str(properties.get("State", "ENABLED")).upper() != "DISABLED"
+                    )
                     timezone = "UTC"
                 raw_input = properties.get("Input")
                 schedules.append(
@@ -514,7 +499,7 @@ class Stack:
         an ``endpoint_url`` (e.g. a moto server), or ready clients as
         ``clients={"dynamodb": ..., "sqs": ..., "sesv2": ...}``.
         """
-        from mailroom_local.provision import provision
+        from .provision import provision
 
         return provision(self, session=session, endpoint_url=endpoint_url, clients=clients)
 
@@ -539,19 +524,9 @@ _QUEUE_ATTRIBUTES = (
 
 def _attribute(value: Any) -> str:
     """A CloudFormation property value as an SQS attribute string (policies as JSON)."""
-    import json
-
     if isinstance(value, dict | list):
         return json.dumps(value, separators=(",", ":"))
-    return _env_string(value)
-
-
-def _env_string(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict | list):
-        raise TemplateError(f"an environment variable must be a string, got {value!r}")
-    return str(value)
+    return as_string(value)
 
 
 def _truthy(value: Any) -> bool:
@@ -618,31 +593,3 @@ def _sam_merge(global_value: Any, local_value: Any) -> Any:
     if isinstance(global_value, list) and isinstance(local_value, list):
         return [*global_value, *local_value]
     return local_value
-
-
-def _parameter_value(name: str, spec: Mapping[str, Any], raw: Any) -> Any:
-    """Validate a parameter value like CloudFormation and return what ``Ref`` gives."""
-    kind = str(spec.get("Type", "String"))
-    text = _env_string(raw) if not isinstance(raw, list) else ",".join(map(str, raw))
-    if kind in ("CommaDelimitedList", "List<Number>") or kind.startswith("List<"):
-        return [item.strip() for item in text.split(",")] if text else []
-    allowed = spec.get("AllowedValues")
-    if allowed is not None and text not in [_env_string(a) for a in allowed]:
-        raise TemplateError(f"parameter {name}={text!r} is not one of {', '.join(map(str, allowed))}")
-    pattern = spec.get("AllowedPattern")
-    if pattern is not None and re.fullmatch(str(pattern), text) is None:
-        raise TemplateError(f"parameter {name}={text!r} does not match {pattern}")
-    if kind == "Number":
-        try:
-            number = float(text)
-        except ValueError:
-            raise TemplateError(f"parameter {name}={text!r} is not a number") from None
-        if "MinValue" in spec and number < float(spec["MinValue"]):
-            raise TemplateError(f"parameter {name}={text} is below MinValue {spec['MinValue']}")
-        if "MaxValue" in spec and number > float(spec["MaxValue"]):
-            raise TemplateError(f"parameter {name}={text} is above MaxValue {spec['MaxValue']}")
-    if "MinLength" in spec and len(text) < int(spec["MinLength"]):
-        raise TemplateError(f"parameter {name}={text!r} is shorter than MinLength {spec['MinLength']}")
-    if "MaxLength" in spec and len(text) > int(spec["MaxLength"]):
-        raise TemplateError(f"parameter {name}={text!r} is longer than MaxLength {spec['MaxLength']}")
-    return text  # Ref of a String or Number parameter is a string in CloudFormation

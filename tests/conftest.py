@@ -23,8 +23,8 @@ from moto import mock_aws
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Mailroom")
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "mailroom-tests")
 
-from mailroom_local.template import Stack  # noqa: E402
-from tests.support import ACCOUNT, REGION, ROOT, TEMPLATE  # noqa: E402
+from mailroom_local.template import Stack
+from tests.support import ACCOUNT, REGION, ROOT, TEMPLATE
 
 
 @pytest.fixture(autouse=True)

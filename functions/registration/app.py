@@ -54,7 +54,7 @@ def bad_request(error: ApiError) -> Response[Any]:
     return _json(error.status, error.body())
 
 
-@app.not_found  # type: ignore[untyped-decorator]
+@app.not_found
 def not_found(error: Exception) -> Response[Any]:
     path = app.current_event.path
     return _json(404, {"error": {"code": "not_found", "message": f"No route {app.current_event.http_method} {path}."}})

@@ -1,0 +1,323 @@
+"""The embedded runtime: the whole application on one machine, no AWS account, no Docker.
+
+:class:`Runtime` wires the parts together, all read from ``template.yaml``:
+
+1. moto in server mode, in this process, on 127.0.0.1 and a free port (:mod:`.aws`);
+2. the stack's tables, queues and SES identities, created in it (:mod:`.provision`);
+3. one warm execution environment per function (:mod:`.sandbox`);
+4. the HTTP server: API routes, local routes, the sign-up page (:mod:`.server`);
+5. one poller per SQS event source mapping (:mod:`.pollers`);
+6. the scheduler for the ``ScheduleV2``/``Schedule`` events (:mod:`.scheduler`).
+
+It seeds nothing: tables and queues start empty. Use it from tests as::
+
+    with Runtime(Path("template.yaml"), port=0) as runtime:
+        urllib.request.urlopen(runtime.url + "/_local/health")
+
+moto's state is process-global, so one runtime runs per process at a time.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TextIO
+
+from . import aws
+from .api import Router
+from .console import Console
+from .outbox import Outbox
+from .pollers import SqsPoller
+from .provision import Provisioned
+from .sandbox import Invocation, Sandbox
+from .scheduler import Scheduler
+from .server import HttpApp, LocalHttpServer, server_address
+from .template import SqsSourceSpec, Stack
+
+__all__ = ["DEFAULT_PORT", "Runtime"]
+
+DEFAULT_PORT = 3000
+STATIC_DIR = Path(__file__).parent / "static"
+_ACTIVE = threading.Lock()  # moto's backends are per process: one runtime at a time
+
+
+class Runtime:
+    """Start/stop the embedded runtime; also a context manager."""
+
+    def __init__(
+        self,
+        template_path: Path | str = "template.yaml",
+        *,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        overrides: Mapping[str, str] | None = None,
+        region: str | None = None,
+        stream: TextIO | None = None,
+        quiet: bool = False,
+        static_dir: Path | None = None,
+        init_timeout: float = 60.0,
+    ) -> None:
+        self.template_path = Path(template_path)
+        self.host = host
+        self.port = port
+        self.console = Console(stream, quiet=quiet)
+        self.stack = Stack.load(self.template_path, overrides=overrides, region=region)
+        self.static_dir = static_dir or STATIC_DIR
+        self.init_timeout = init_timeout
+        self.moto: aws.MotoServer | None = None
+        self.provisioned: Provisioned | None = None
+        self.sandboxes: dict[str, Sandbox] = {}
+        self.pollers: list[SqsPoller] = []
+        self.scheduler: Scheduler | None = None
+        self.outbox = Outbox(self.stack.account_id, self.stack.region)
+        self._http: LocalHttpServer | None = None
+        self._http_thread: threading.Thread | None = None
+        self._sqs: Any = None
+        self._holds_lock = False
+        self._stopped = False
+
+    # ------------------------------------------------------------- properties
+    @property
+    def url(self) -> str:
+        """Base URL of the HTTP server (after :meth:`start`)."""
+        if self._http is None:
+            raise RuntimeError("the runtime is not started")
+        host, port = server_address(self._http)
+        return f"http://{host}:{port}"
+
+    @property
+    def endpoint_url(self) -> str:
+        """The moto server's URL (what the functions get as AWS_ENDPOINT_URL)."""
+        if self.moto is None:
+            raise RuntimeError("the runtime is not started")
+        return self.moto.url
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for the local AWS (fake credentials)."""
+        return aws.client(service, self.endpoint_url, self.stack.region)
+
+    # -------------------------------------------------------------- lifecycle
+    def start(self) -> Runtime:
+        """Start everything; returns once every function is initialized and the server listens."""
+        if self._stopped or self._holds_lock:
+            raise RuntimeError("a Runtime starts once; make a new one")
+        if not _ACTIVE.acquire(blocking=False):
+            raise RuntimeError("another Runtime is running in this process (moto's state is process-global)")
+        self._holds_lock = True
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        stack = self.stack
+        # Everything that can fail on the template or the port fails before anything runs.
+        self.scheduler = Scheduler(
+            stack.schedules,
+            invoke=self.invoke,
+            region=stack.region,
+            account_id=stack.account_id,
+            console=self.console,
+        )
+        _ = stack.functions  # validated now; read again after provisioning (queue URLs are moto's)
+        app = HttpApp(
+            router=Router(stack.routes),
+            invoke=self.invoke,
+            outbox=self.outbox,
+            scheduler=self.scheduler,
+            queues=self.queue_status,
+            static_dir=self.static_dir,
+            account_id=stack.account_id,
+            console=self.console,
+        )
+        try:
+            self._http = LocalHttpServer((self.host, self.port), app)
+        except OSError as exc:
+            raise RuntimeError(f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}") from exc
+
+        self.moto = aws.MotoServer(self.host)
+        endpoint = self.moto.start()
+        self.console.info(
+            f"AWS (moto {_moto_version()}) on {endpoint}, account {stack.account_id}, region {stack.region}"
+        )
+        self.provisioned = stack.provision(
+            clients={service: self.client(service) for service in ("dynamodb", "sqs", "sesv2")}
+        )
+        self.outbox.install()
+        self._sqs = self.client("sqs")
+
+        for logical_id, spec in stack.functions.items():
+            self.sandboxes[logical_id] = Sandbox(
+                spec, endpoint_url=endpoint, region=stack.region, account_id=stack.account_id, console=self.console
+            )
+        for sandbox in self.sandboxes.values():
+            sandbox.start()
+        self._wait_for_functions()
+
+        self._http_thread = threading.Thread(
+            target=self._http.serve_forever, kwargs={"poll_interval": 0.1}, name="http", daemon=True
+        )
+        self._http_thread.start()
+        for source in stack.sqs_sources:
+            if source.enabled:
+                self.pollers.append(self._poller(source))
+        for poller in self.pollers:
+            poller.start()
+        self.scheduler.start()
+        self._banner()
+
+    def _poller(self, source: SqsSourceSpec) -> SqsPoller:
+        assert self.provisioned is not None
+        queue_id = self.stack.queue_logical_id_by_arn(source.queue_arn)
+        if queue_id is None or queue_id not in self.provisioned.queues:
+            raise RuntimeError(f"{source.function}.{source.event}: no queue with ARN {source.queue_arn}")
+        queue = self.provisioned.queues[queue_id]
+        return SqsPoller(
+            source,
+            queue_url=queue.url,
+            queue_name=queue.name,
+            sqs=self._sqs,
+            invoke=functools.partial(self.invoke, source.function),
+            region=self.stack.region,
+            console=self.console,
+        )
+
+    def _wait_for_functions(self) -> None:
+        """Let every environment finish its init (in parallel) before serving."""
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=max(1, len(self.sandboxes))) as pool:
+            results = dict(
+                zip(
+                    self.sandboxes,
+                    pool.map(lambda s: s.wait_ready(self.init_timeout), self.sandboxes.values()),
+                    strict=True,
+                )
+            )
+        failed = [name for name, error in results.items() if error is not None]
+        elapsed = time.monotonic() - started
+        ready = len(results) - len(failed)
+        self.console.info(
+            f"{ready} of {len(results)} functions initialized in {elapsed:.1f} s"
+            + (f"; init failed: {', '.join(failed)}" if failed else "")
+        )
+
+    def stop(self) -> None:
+        """Stop everything (idempotent): pollers and scheduler, functions, HTTP, AWS."""
+        if self._stopped:
+            return
+        self._stopped = True
+        for poller in self.pollers:
+            poller.stop()
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        with ThreadPoolExecutor(max_workers=max(1, len(self.sandboxes))) as pool:
+            list(pool.map(lambda s: s.stop(), self.sandboxes.values()))
+        for poller in self.pollers:
+            poller.join(timeout=5.0)
+        if self.scheduler is not None:
+            self.scheduler.join(timeout=5.0)
+        if self._http is not None:
+            if self._http_thread is not None:
+                self._http.shutdown()
+                self._http_thread.join(timeout=5.0)
+            self._http.server_close()
+        if self.moto is not None and self.moto.url:
+            self.moto.stop()
+        if self._holds_lock:
+            self._holds_lock = False
+            _ACTIVE.release()
+
+    def __enter__(self) -> Runtime:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ use
+    def invoke(self, function: str, event: Any) -> Invocation:
+        """Invoke a function (by logical id) synchronously, like ``aws lambda invoke``."""
+        try:
+            sandbox = self.sandboxes[function]
+        except KeyError:
+            raise KeyError(f"unknown function {function}") from None
+        return sandbox.invoke(event)
+
+    def queue_status(self) -> list[dict[str, Any]]:
+        """Approximate message counts of every queue (``GetQueueAttributes``)."""
+        assert self.provisioned is not None
+        dead_letter_of: dict[str, str] = {}
+        for spec in self.stack.queues.values():
+            for dependency in spec.depends_on:
+                if "RedrivePolicy" in spec.attributes:
+                    dead_letter_of[dependency] = spec.name
+        status = []
+        for logical_id, queue in self.provisioned.queues.items():
+            attributes = self._sqs.get_queue_attributes(
+                QueueUrl=queue.url,
+                AttributeNames=[
+                    "ApproximateNumberOfMessages",
+                    "ApproximateNumberOfMessagesNotVisible",
+                    "ApproximateNumberOfMessagesDelayed",
+                ],
+            )["Attributes"]
+            status.append(
+                {
+                    "name": queue.name,
+                    "url": queue.url,
+                    "arn": queue.arn,
+                    "dead_letter_queue_of": dead_letter_of.get(logical_id),
+                    "ApproximateNumberOfMessages": int(attributes.get("ApproximateNumberOfMessages", 0)),
+                    "ApproximateNumberOfMessagesNotVisible": int(
+                        attributes.get("ApproximateNumberOfMessagesNotVisible", 0)
+                    ),
+                    "ApproximateNumberOfMessagesDelayed": int(attributes.get("ApproximateNumberOfMessagesDelayed", 0)),
+                }
+            )
+        return status
+
+    # ---------------------------------------------------------------- banner
+    def _banner(self) -> None:
+        stack, provisioned, console = self.stack, self.provisioned, self.console
+        assert provisioned is not None and self.scheduler is not None
+        console.plain()
+        console.plain(f"  Mailroom is running at {self.url}/   (stack {stack.stack_name}, Ctrl-C stops)")
+        console.plain()
+        console.plain("  API routes (API Gateway REST, stage ignored in the URL):")
+        for route in stack.routes:
+            console.plain(f"    {route.method.upper():<7} {self.url}{route.path}  ->  {route.function}")
+        console.plain("  Local routes:")
+        for line in (
+            "GET     /                          the sign-up page",
+            "GET     /_local/outbox             sent mails (DELETE clears)",
+            "GET     /_local/schedules          schedules; POST /_local/schedules/<name> fires one now",
+            "GET     /_local/queues             queue depths, dead-letter queues included",
+            'GET     /_local/health             {"status": "ok"}',
+        ):
+            console.plain(f"    {line}")
+        console.plain("  Schedules:")
+        for item in self.scheduler.listing():
+            state = f"next {item['next_fire_time']}" if item["next_fire_time"] else "disabled"
+            console.plain(f"    {item['name']}: {item['expression']} ({item['timezone']}) -> {item['target']}, {state}")
+        if not self.scheduler.entries:
+            console.plain("    (none)")
+        console.plain("  Queues:")
+        for queue in provisioned.queues.values():
+            console.plain(f"    {queue.name:<28} {queue.url}")
+        console.plain("  Tables: " + (", ".join(provisioned.tables.values()) or "(none)"))
+        console.plain("  SES identities: " + (", ".join(provisioned.identities) or "(none)"))
+        console.plain()
+
+
+def _moto_version() -> str:
+    from importlib.metadata import version
+
+    return version("moto")

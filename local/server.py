@@ -1,0 +1,298 @@
+"""The HTTP front door: the API routes, the local-only routes and the static sign-up page.
+
+Precedence of a request: ``/_local/...`` (local tooling, never deployed) -> the template's
+API routes (API Gateway semantics, :mod:`mailroom_local.api`) -> static files from
+``local/static/`` for ``GET``/``HEAD`` (``/`` is ``index.html``) -> API Gateway's 403
+``Missing Authentication Token``.
+
+Local routes:
+
+* ``GET /_local/health`` -> ``{"status": "ok"}``
+* ``GET /_local/outbox`` -> every sent mail, oldest first; ``DELETE /_local/outbox`` clears it
+* ``GET /_local/schedules`` -> the schedules and their next fire times;
+  ``POST /_local/schedules/<name>`` fires one now and answers with the function's result
+  (a function error is a 502 with Lambda's error object; an unknown name a 404)
+* ``GET /_local/queues`` -> each queue's approximate visible / in-flight message counts
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+import re
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from .api import MAX_PAYLOAD_BYTES, ApiResponse, Router, build_event, error_response, proxy_response
+from .console import Console
+from .outbox import Outbox
+from .sandbox import Invocation
+from .scheduler import Scheduler
+
+__all__ = ["HttpApp", "LocalHttpServer", "Request", "server_address"]
+
+_DRAIN_LIMIT = 64 * 1024 * 1024
+_SECURITY_HEADERS = [
+    ("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
+    ("X-Content-Type-Options", "nosniff"),
+    ("Referrer-Policy", "no-referrer"),
+    ("Cache-Control", "no-store"),
+]
+
+
+@dataclass(frozen=True)
+class Request:
+    """One HTTP request, read completely."""
+
+    method: str
+    path: str
+    query: str
+    headers: list[tuple[str, str]]
+    body: bytes
+    source_ip: str
+    host: str
+    port: int
+
+
+def json_response(status: int, data: Any) -> ApiResponse:
+    body = json.dumps(data, indent=2, ensure_ascii=False).encode("utf-8") + b"\n"
+    return ApiResponse(
+        status, [("Content-Type", "application/json; charset=utf-8"), ("Cache-Control", "no-store")], body
+    )
+
+
+@dataclass
+class HttpApp:
+    """Dispatches requests; everything it needs is injected by the runtime."""
+
+    router: Router
+    invoke: Callable[[str, Any], Invocation]
+    outbox: Outbox
+    scheduler: Scheduler
+    queues: Callable[[], list[dict[str, Any]]]
+    static_dir: Path
+    account_id: str
+    console: Console
+
+    def handle(self, request: Request) -> ApiResponse:
+        if request.path == "/_local" or request.path.startswith("/_local/"):
+            return self._local(request)
+        found = self.router.find(request.method, request.path)
+        if found is not None:
+            route, parameters = found
+            request_id = str(uuid.uuid4())
+            event = build_event(
+                route,
+                parameters,
+                method=request.method,
+                path=request.path,
+                query=request.query,
+                headers=request.headers,
+                body=request.body,
+                source_ip=request.source_ip,
+                host=request.host,
+                port=request.port,
+                account_id=self.account_id,
+                request_id=request_id,
+            )
+            invocation = self.invoke(route.spec.function, event)
+            if not invocation.ok:
+                # API Gateway turns a Lambda error (exception, timeout, crash) into a 502.
+                return error_response(502, "Internal server error", request_id)
+            return proxy_response(invocation.payload, request_id)
+        if request.method in ("GET", "HEAD"):
+            static = self._static(request.path)
+            if static is not None:
+                return static
+        # An unknown resource or method on a REST API: API Gateway answers 403, not 404.
+        return error_response(403, "Missing Authentication Token")
+
+    # ---------------------------------------------------------------- static
+    def _static(self, path: str) -> ApiResponse | None:
+        relative = "index.html" if path in ("/", "") else path.lstrip("/")
+        root = self.static_dir.resolve()
+        target = (root / relative).resolve()
+        if not target.is_relative_to(root) or not target.is_file():
+            return None
+        content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        if content_type.startswith("text/") or content_type in ("application/javascript", "application/json"):
+            content_type += "; charset=utf-8"
+        return ApiResponse(200, [("Content-Type", content_type), *_SECURITY_HEADERS], target.read_bytes())
+
+    # ----------------------------------------------------------------- local
+    def _local(self, request: Request) -> ApiResponse:
+        path, method = request.path.rstrip("/"), request.method
+        match = re.fullmatch(r"/_local/schedules/([^/]+)", path)
+        if match is not None:
+            return self._fire(match.group(1)) if method == "POST" else _not_allowed()
+        routes: dict[str, dict[str, Callable[[], ApiResponse]]] = {
+            "/_local/health": {"GET": lambda: json_response(200, {"status": "ok"})},
+            "/_local/outbox": {
+                "GET": lambda: json_response(200, self.outbox.messages()),
+                "DELETE": lambda: json_response(200, {"deleted": self.outbox.clear()}),
+            },
+            "/_local/schedules": {"GET": lambda: json_response(200, self.scheduler.listing())},
+            "/_local/queues": {"GET": lambda: json_response(200, self.queues())},
+        }
+        if path not in routes:
+            return json_response(404, {"message": "Not Found"})
+        methods = routes[path]
+        if method == "HEAD" and "GET" in methods:
+            method = "GET"
+        return methods[method]() if method in methods else _not_allowed()
+
+    def _fire(self, name: str) -> ApiResponse:
+        invocation = self.scheduler.fire_now(name)
+        if invocation is None:
+            known = sorted(self.scheduler.entries)
+            return json_response(404, {"message": f"unknown schedule {name!r}", "schedules": known})
+        if not invocation.ok:
+            payload = invocation.payload if isinstance(invocation.payload, dict) else {}
+            return json_response(502, {"message": "the function failed", **payload})
+        return json_response(200, invocation.payload)
+
+
+def _not_allowed() -> ApiResponse:
+    return json_response(405, {"message": "Method Not Allowed"})
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Reads a request (Content-Length or chunked, 10 MB max), lets the app answer it."""
+
+    protocol_version = "HTTP/1.1"
+    server: LocalHttpServer
+
+    def _handle(self) -> None:
+        started = time.monotonic()
+        path, _, query = self.path.partition("?")
+        body = self._read_body()
+        if body is None:
+            return
+        host, port = server_address(self.server)
+        request = Request(
+            method=self.command.upper(),
+            path=path or "/",
+            query=query,
+            headers=list(self.headers.items()),
+            body=body,
+            source_ip=self.client_address[0],
+            host=str(self.headers.get("Host") or f"{host}:{port}"),
+            port=port,
+        )
+        try:
+            response = self.server.app.handle(request)
+        except Exception as exc:
+            self.server.app.console.error(f"{request.method} {request.path}: {type(exc).__name__}: {exc}", "http")
+            response = json_response(500, {"message": "Internal error of the local runtime"})
+        self._write(response)
+        if not (path.startswith("/_local/") and request.method in ("GET", "HEAD")):  # tooling polls: stay quiet
+            elapsed = (time.monotonic() - started) * 1000
+            self.server.app.console.info(
+                f"{request.method} {self.path} -> {response.status} ({elapsed:.0f} ms)", "http"
+            )
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
+
+    def _read_body(self) -> bytes | None:
+        """The request body; None when a response was already sent (413, 400)."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            return self._read_chunked()
+        length_header = self.headers.get("Content-Length")
+        if not length_header:
+            return b""
+        try:
+            length = int(length_header)
+            if length < 0:
+                raise ValueError
+        except ValueError:
+            self.close_connection = True
+            self._write(json_response(400, {"message": "Invalid Content-Length"}), close=True)
+            return None
+        if length > MAX_PAYLOAD_BYTES:
+            self._discard(length)
+            self._write(error_response(413, "Request Too Long"), close=True)
+            return None
+        return self.rfile.read(length)
+
+    def _discard(self, length: int) -> None:
+        """Read and drop a refused body (up to a bound), so the client sees the 413, not a reset."""
+        remaining = min(length, _DRAIN_LIMIT)
+        while remaining > 0:
+            chunk = self.rfile.read(min(remaining, 1 << 20))
+            if not chunk:
+                return
+            remaining -= len(chunk)
+
+    def _read_chunked(self) -> bytes | None:
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            size_line = self.rfile.readline(1024)
+            try:
+                size = int(size_line.split(b";", 1)[0].strip() or b"x", 16)
+            except ValueError:
+                self._write(json_response(400, {"message": "Invalid chunked encoding"}), close=True)
+                return None
+            if size == 0:
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return b"".join(chunks)
+            total += size
+            if total > MAX_PAYLOAD_BYTES:
+                self._write(error_response(413, "Request Too Long"), close=True)
+                return None
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline(1024)
+
+    def _write(self, response: ApiResponse, *, close: bool = False) -> None:
+        if close:
+            self.close_connection = True
+        try:
+            self.send_response(response.status, _reason(response.status))
+            for name, value in response.headers:
+                if name.lower() not in ("content-length", "connection", "transfer-encoding"):
+                    self.send_header(name, value)
+            self.send_header("Content-Length", str(len(response.body)))
+            if close:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(response.body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Access lines go through the console (see ``_handle``), not to stderr."""
+
+    def log_error(self, format: str, *args: Any) -> None:
+        self.server.app.console.warning(format % args, "http")
+
+
+def server_address(server: ThreadingHTTPServer) -> tuple[str, int]:
+    """The bound host and port (the port is the real one when 0 was asked for)."""
+    host, port = server.server_address[:2]
+    return (host.decode() if isinstance(host, bytes) else str(host)), int(port)
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+class LocalHttpServer(ThreadingHTTPServer):
+    """A threading HTTP server bound to the app; ``daemon_threads`` so stop never hangs."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], app: HttpApp) -> None:
+        self.app = app
+        super().__init__(address, _Handler)

@@ -1,0 +1,116 @@
+"""Integration tests: the embedded runtime, started in this process, exercised over HTTP.
+
+moto's state is process-global, so one runtime runs at a time: every runtime fixture is
+module-scoped and modules run one after the other.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from mailroom_local import Runtime
+from tests.support import TEMPLATE
+
+T = TypeVar("T")
+
+# No proxies: everything here is on loopback.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    header_list: list[tuple[str, str]]
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8")
+
+
+def http(
+    method: str,
+    url: str,
+    body: bytes | str | dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30.0,
+) -> Response:
+    """One HTTP request with urllib; 4xx/5xx are returned, not raised."""
+    headers = dict(headers or {})
+    data: bytes | None
+    if isinstance(body, dict):
+        data = json.dumps(body).encode()
+        headers.setdefault("Content-Type", "application/json")
+    elif isinstance(body, str):
+        data = body.encode()
+    else:
+        data = body
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
+    try:
+        with _OPENER.open(request, timeout=timeout) as answer:
+            items = list(answer.headers.items())
+            return Response(answer.status, {k.lower(): v for k, v in items}, answer.read(), items)
+    except urllib.error.HTTPError as error:
+        with error:
+            items = list(error.headers.items())
+            return Response(error.code, {k.lower(): v for k, v in items}, error.read(), items)
+
+
+def wait_for(probe: Callable[[], T | None], timeout: float, interval: float = 0.05) -> T | None:
+    """Call ``probe`` until it returns something truthy or ``timeout`` seconds passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            return result
+        time.sleep(interval)
+
+
+def outbox(runtime: Runtime) -> list[dict[str, Any]]:
+    mails: list[dict[str, Any]] = http("GET", f"{runtime.url}/_local/outbox").json()
+    return mails
+
+
+def mails_to(runtime: Runtime, address: str, kind: str | None = None) -> list[dict[str, Any]]:
+    """Mails to ``address``; ``kind`` "welcome" or "newsletter" filters by subject."""
+    found = [m for m in outbox(runtime) if address in m["to"]]
+    if kind is not None:
+        found = [m for m in found if kind in m["subject"].lower()]
+    return found
+
+
+def queues_idle(runtime: Runtime, *names: str) -> bool:
+    status = {q["name"]: q for q in http("GET", f"{runtime.url}/_local/queues").json()}
+    return all(
+        status[name]["ApproximateNumberOfMessages"] == 0 and status[name]["ApproximateNumberOfMessagesNotVisible"] == 0
+        for name in names
+    )
+
+
+def start_runtime(template: Path, overrides: dict[str, str] | None = None) -> Runtime:
+    return Runtime(template, port=0, overrides=overrides).start()
+
+
+@pytest.fixture(scope="module")
+def runtime() -> Iterator[Runtime]:
+    """The application from template.yaml, on a free port, for one test module."""
+    started = start_runtime(TEMPLATE)
+    try:
+        yield started
+    finally:
+        started.stop()

@@ -1,0 +1,164 @@
+"""POST /subscriptions end to end: API -> registration -> queue -> welcome worker -> SES outbox."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from http.client import HTTPConnection
+from urllib.parse import urlsplit
+
+import pytest
+
+from mailroom_local import Runtime
+from tests.integration.conftest import http, mails_to, queues_idle, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def address(label: str = "reader") -> str:
+    return f"{label}.{uuid.uuid4().hex[:10]}@example.org"
+
+
+def test_health(runtime: Runtime) -> None:
+    answer = http("GET", f"{runtime.url}/_local/health")
+    assert answer.status == 200
+    assert answer.json() == {"status": "ok"}
+
+
+def test_subscribing_sends_exactly_one_welcome_mail_within_two_seconds(runtime: Runtime) -> None:
+    to = address("ann")
+    posted = time.monotonic()
+    answer = http("POST", f"{runtime.url}/subscriptions", {"email": to, "name": "Ann"})
+    assert answer.status == 202, answer.text
+    assert answer.headers["content-type"].startswith("application/json")
+    assert answer.json()["id"]
+
+    mails = wait_for(lambda: mails_to(runtime, to), timeout=2.0 - (time.monotonic() - posted))
+    assert mails, "no welcome mail within 2 s"
+    assert len(mails) == 1
+    (mail,) = mails
+    assert mail["to"] == [to]
+    assert "welcome" in mail["subject"].lower()
+    assert mail["from"] == "Mailroom <newsletter@example.com>"
+    assert mail["text"] and "Ann" in mail["text"]
+    assert mail["html"] and "<html" in mail["html"].lower() and "Ann" in mail["html"]
+    assert mail["headers"]["Content-Type"].startswith("multipart/alternative")
+    assert mail["sent_at"].endswith("Z")
+
+
+def test_registering_the_same_address_again_sends_no_second_welcome_mail(runtime: Runtime) -> None:
+    to = address("bob")
+    first = http("POST", f"{runtime.url}/subscriptions", {"email": to})
+    assert first.status == 202, first.text
+    assert wait_for(lambda: mails_to(runtime, to), timeout=2.0)
+
+    again = http("POST", f"{runtime.url}/subscriptions", {"email": to.upper(), "name": "Bob"})
+    assert 200 <= again.status < 300, again.text
+    assert again.json()["id"] == first.json()["id"]
+    assert wait_for(lambda: queues_idle(runtime, "WelcomeQueue"), timeout=5.0)
+    time.sleep(1.0)
+    assert len(mails_to(runtime, to)) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "words"),
+    [
+        (b'{"email": "broken@example.org"', "application/json", 400, ["json"]),
+        (b'{"name": "No Email"}', "application/json", 400, ["email"]),
+        (b'{"email": "not-an-address"}', "application/json", 400, ["email"]),
+        (b'{"email": "x@example.org", "name": "' + b"x" * 11_000 + b'"}', "application/json", 413, ["bytes"]),
+        (b"email=someone@example.org", "application/x-www-form-urlencoded", 415, ["content-type"]),
+        (b'{"email": "extra@example.org", "admin": true}', "application/json", 400, ["admin"]),
+        (b"", "application/json", 400, ["empty"]),
+        (b"[1, 2]", "application/json", 400, ["object"]),
+    ],
+    ids=[
+        "invalid-json",
+        "missing-email",
+        "invalid-email",
+        "body-over-10kb",
+        "wrong-content-type",
+        "unknown-field",
+        "empty-body",
+        "not-an-object",
+    ],
+)
+def test_bad_input_gets_a_4xx_json_error_naming_the_problem(
+    runtime: Runtime, body: bytes, content_type: str, status: int, words: list[str]
+) -> None:
+    answer = http("POST", f"{runtime.url}/subscriptions", body, {"Content-Type": content_type})
+    assert answer.status == status, answer.text
+    assert answer.headers["content-type"].startswith("application/json")
+    error = answer.json()["error"]
+    text = f"{error['message']} {error.get('field', '')}".lower()
+    for word in words:
+        assert word in text, error
+    assert "traceback" not in answer.text.lower()
+
+
+def test_unknown_routes_answer_like_api_gateway(runtime: Runtime) -> None:
+    for method, path in [("GET", "/nothing-here"), ("GET", "/subscriptions"), ("DELETE", "/subscriptions")]:
+        answer = http(method, f"{runtime.url}{path}")
+        assert answer.status == 403, (method, path)
+        assert answer.json() == {"message": "Missing Authentication Token"}
+
+
+def test_a_body_over_10_mb_is_refused_with_413(runtime: Runtime) -> None:
+    parts = urlsplit(runtime.url)
+    connection = HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
+    try:
+        connection.request(
+            "POST", "/subscriptions", body=b"x" * (10 * 1024 * 1024 + 1), headers={"Content-Type": "application/json"}
+        )
+        answer = connection.getresponse()
+        assert answer.status == 413
+        assert b"Request Too Long" in answer.read()
+    finally:
+        connection.close()
+
+
+def test_the_sign_up_page_is_served(runtime: Runtime) -> None:
+    page = http("GET", f"{runtime.url}/")
+    assert page.status == 200
+    assert page.headers["content-type"].startswith("text/html")
+    html = page.text
+    assert '<label for="email"' in html and 'id="email"' in html and 'type="email"' in html
+    assert '<label for="name"' in html
+    assert 'lang="en"' in html and 'aria-live="polite"' in html
+    assert "http://" not in html and "https://" not in html  # no CDN
+    script = http("GET", f"{runtime.url}/app.js")
+    assert script.status == 200 and "/subscriptions" in script.text and "fetch(" in script.text
+    assert http("GET", f"{runtime.url}/style.css").status == 200
+    assert http("GET", f"{runtime.url}/../template.yaml").status == 403
+
+
+def test_local_routes_list_schedules_and_queues(runtime: Runtime) -> None:
+    schedules = http("GET", f"{runtime.url}/_local/schedules").json()
+    (daily,) = schedules
+    assert daily["name"] == "DailyNewsletter"
+    assert daily["expression"] == "cron(0 10 * * ? *)"
+    assert daily["timezone"] == "UTC"
+    assert daily["target"] == "NewsletterDispatcherFunction"
+    assert daily["next_fire_time"].endswith("T10:00:00Z")
+
+    queues = {q["name"]: q for q in http("GET", f"{runtime.url}/_local/queues").json()}
+    assert set(queues) == {"WelcomeQueue", "WelcomeDeadLetterQueue", "NewsletterQueue", "NewsletterDeadLetterQueue"}
+    assert queues["WelcomeDeadLetterQueue"]["dead_letter_queue_of"] == "WelcomeQueue"
+    for queue in queues.values():
+        assert isinstance(queue["ApproximateNumberOfMessages"], int)
+        assert isinstance(queue["ApproximateNumberOfMessagesNotVisible"], int)
+
+
+def test_firing_an_unknown_schedule_is_a_404(runtime: Runtime) -> None:
+    answer = http("POST", f"{runtime.url}/_local/schedules/NoSuchSchedule")
+    assert answer.status == 404
+    assert "NoSuchSchedule" in answer.json()["message"]
+
+
+def test_the_outbox_can_be_cleared(runtime: Runtime) -> None:
+    to = address("cleared")
+    assert http("POST", f"{runtime.url}/subscriptions", {"email": to}).status == 202
+    assert wait_for(lambda: mails_to(runtime, to), timeout=2.0)
+    deleted = http("DELETE", f"{runtime.url}/_local/outbox")
+    assert deleted.status == 200 and deleted.json()["deleted"] >= 1
+    assert http("GET", f"{runtime.url}/_local/outbox").json() == []
