@@ -13,6 +13,9 @@ PORT ?= 3000
 # The SAM CLI needs a region to validate; it never calls AWS for validate or build.
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
+# uv reads the platform's certificate store (where a machine's own CA, e.g. a proxy's, lives).
+export UV_SYSTEM_CERTS := 1
+UV_VERSION := 0.13.9
 # sam build runs the layers' Makefiles: they need a python3 with pip (the venv's).
 SAM_ENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 
@@ -26,7 +29,7 @@ help:
 
 $(VENV)/.installed: requirements-dev.txt layers/dependencies/requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check uv
+	$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	$(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements-dev.txt -e .
 	@touch $@
 

@@ -197,6 +197,16 @@ def test_unknown_route_is_a_404(stack: Stack, load_function: Loader, context: La
 # --------------------------------------------------------------------------- welcome worker
 
 
+def _welcome_worker_with_its_subscriber(
+    stack: Stack, load_function: Loader
+) -> tuple[dict[str, Any], dict[str, Any], ModuleType]:
+    """The sample event, its task, and the worker, with the subscriber the task names stored."""
+    event = load_event("welcome_worker_sqs.json")
+    task = json.loads(event["Records"][0]["body"])
+    _put_subscriber(stack, task["subscriber_id"], task["email"])
+    return event, task, load_function("WelcomeWorkerFunction")
+
+
 def test_welcome_sample_event_sends_one_mail_with_html_and_text(
     stack: Stack, load_function: Loader, context: LambdaContext
 ) -> None:
@@ -225,10 +235,7 @@ def test_welcome_sample_event_sends_one_mail_with_html_and_text(
 def test_welcome_duplicate_delivery_sends_nothing_twice(
     stack: Stack, load_function: Loader, context: LambdaContext
 ) -> None:
-    event = load_event("welcome_worker_sqs.json")
-    task = json.loads(event["Records"][0]["body"])
-    _put_subscriber(stack, task["subscriber_id"], task["email"])
-    app = load_function("WelcomeWorkerFunction")
+    event, _task, app = _welcome_worker_with_its_subscriber(stack, load_function)
     app.lambda_handler(event, context)
     assert app.lambda_handler(event, context) == {"batchItemFailures": []}
     assert len(sent_mails()) == 1
@@ -245,10 +252,7 @@ def test_welcome_for_an_unknown_subscriber_is_skipped(
 def test_welcome_throttled_goes_back_to_the_queue_and_is_sent_on_redelivery(
     stack: Stack, load_function: Loader, context: LambdaContext
 ) -> None:
-    event = load_event("welcome_worker_sqs.json")
-    task = json.loads(event["Records"][0]["body"])
-    _put_subscriber(stack, task["subscriber_id"], task["email"])
-    app = load_function("WelcomeWorkerFunction")
+    event, task, app = _welcome_worker_with_its_subscriber(stack, load_function)
     throttled = ClientError(
         {"Error": {"Code": "TooManyRequestsException", "Message": "Maximum sending rate exceeded."}}, "SendEmail"
     )
@@ -266,10 +270,7 @@ def test_welcome_throttled_goes_back_to_the_queue_and_is_sent_on_redelivery(
 def test_welcome_rejected_is_recorded_failed_and_not_retried(
     stack: Stack, load_function: Loader, context: LambdaContext
 ) -> None:
-    event = load_event("welcome_worker_sqs.json")
-    task = json.loads(event["Records"][0]["body"])
-    _put_subscriber(stack, task["subscriber_id"], task["email"])
-    app = load_function("WelcomeWorkerFunction")
+    event, task, app = _welcome_worker_with_its_subscriber(stack, load_function)
     rejected = ClientError(
         {"Error": {"Code": "MessageRejected", "Message": "Email address is not verified."}}, "SendEmail"
     )
