@@ -57,6 +57,7 @@ def bad_request(error: ApiError) -> Response[Any]:
 @app.not_found
 def not_found(error: Exception) -> Response[Any]:
     path = app.current_event.path
+    metrics.add_metric(name="RejectedRequests", unit=MetricUnit.Count, value=1)
     return _json(404, {"error": {"code": "not_found", "message": f"No route {app.current_event.http_method} {path}."}})
 
 
