@@ -22,7 +22,7 @@ from mailroom.logic.delivery import Sender
 from mailroom.logic.newsletter import send_newsletter
 from mailroom.models import NewsletterTask
 from mailroom.observability import logger, metrics, timed
-from mailroom.worker import count_deliveries, raise_if_retry
+from mailroom.worker import count_deliveries, raise_if_retry, time_budget
 
 settings = NewsletterWorkerSettings.from_env(os.environ)
 ledger = ResultLedger(settings.results_table)
@@ -33,11 +33,11 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 metrics.set_default_dimensions(task_type="newsletter")
 
 
-def record_handler(record: SQSRecord) -> str:
+def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> str:
     task = NewsletterTask.model_validate_json(record.body)
     logger.set_correlation_id(task.correlation_id or record.message_id)
     with timed():
-        deliveries = send_newsletter(task, ledger, mailer, sender)
+        deliveries = send_newsletter(task, ledger, mailer, sender, should_stop=time_budget(lambda_context))
     summary = count_deliveries(deliveries)
     raise_if_retry(deliveries)
     return ",".join(f"{outcome}={count}" for outcome, count in sorted(summary.items()))

@@ -17,11 +17,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from mailroom.adapters.dynamodb import ResultLedger, SubscriberRepository
 from mailroom.adapters.ses import Mailer
 from mailroom.config import WelcomeWorkerSettings
+from mailroom.errors import TaskRetry
 from mailroom.logic.delivery import Sender
 from mailroom.logic.welcome import send_welcome
 from mailroom.models import WelcomeTask
 from mailroom.observability import logger, metrics, timed
-from mailroom.worker import count_deliveries, raise_if_retry
+from mailroom.worker import count_deliveries, raise_if_retry, time_budget
 
 settings = WelcomeWorkerSettings.from_env(os.environ)
 subscribers = SubscriberRepository(settings.subscribers_table)
@@ -33,7 +34,9 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 metrics.set_default_dimensions(task_type="welcome")
 
 
-def record_handler(record: SQSRecord) -> str:
+def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> str:
+    if time_budget(lambda_context)():
+        raise TaskRetry("the worker's time budget ran out before this record")
     task = WelcomeTask.model_validate_json(record.body)
     logger.set_correlation_id(task.correlation_id or record.message_id)
     with timed():

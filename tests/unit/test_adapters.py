@@ -6,12 +6,13 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError, ReadTimeoutError
+from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
 from botocore.stub import Stubber
 
+from mailroom.adapters.aws import sesv2_client
 from mailroom.adapters.ses import classify
-from mailroom.adapters.sqs import EnqueueError, TaskQueue
-from mailroom.errors import PermanentSendError, RetryableSendError
+from mailroom.adapters.sqs import SQS_BATCH_BYTES, EnqueueError, TaskQueue
+from mailroom.errors import PermanentSendError, RetryableSendError, UncertainSendError
 
 URL = "https://sqs.us-east-1.amazonaws.com/123456789012/q"
 
@@ -85,10 +86,59 @@ def _client_error(code: str, message: str = "") -> ClientError:
         (_client_error("MailFromDomainNotVerifiedException"), RetryableSendError, False),
         (_client_error("MessageRejected", "Email address is not verified."), PermanentSendError, False),
         (_client_error("BadRequestException", "Illegal address"), PermanentSendError, False),
-        (ReadTimeoutError(endpoint_url="https://email"), RetryableSendError, False),
+        (
+            _client_error(
+                "MessageRejected",
+                "Email address is not verified. The following identities failed "
+                "the check in region US-EAST-1: reader@example.org",
+            ),
+            PermanentSendError,
+            False,
+        ),
+        (
+            _client_error(
+                "MessageRejected",
+                "Email address is not verified. The following identities failed "
+                "the check in region US-EAST-1: news@example.com",
+            ),
+            RetryableSendError,
+            False,
+        ),
+        (EndpointConnectionError(endpoint_url="https://email"), RetryableSendError, False),
+        (ReadTimeoutError(endpoint_url="https://email"), UncertainSendError, False),
+        (ConnectionClosedError(endpoint_url="https://email"), UncertainSendError, False),
     ],
 )
 def test_ses_errors_are_classified(error: Exception, kind: type, throttled: bool) -> None:
-    classified = classify(error)
+    classified = classify(error, from_address="news@example.com")
     assert type(classified) is kind
     assert classified.throttled is throttled
+
+
+def test_the_ses_client_never_retries_a_send_by_itself() -> None:
+    # a retry after a lost answer could deliver the same mail twice
+    assert sesv2_client().meta.config.retries["total_max_attempts"] == 1
+
+
+def test_send_batch_keeps_each_request_under_the_byte_limit() -> None:
+    queue, stubber, _ = _queue()
+    big = "x" * (SQS_BATCH_BYTES // 3 + 1)  # three of these do not fit in one request
+    bodies = [big, big, big, "small"]
+    for ids in (["0", "1"], ["2", "3"]):
+        stubber.add_response(
+            "send_message_batch",
+            {"Successful": [{"Id": i, "MessageId": i, "MD5OfMessageBody": "x"} for i in ids], "Failed": []},
+            {
+                "QueueUrl": URL,
+                "Entries": [{"Id": i, "MessageBody": bodies[int(i)], "MessageAttributes": {}} for i in ids],
+            },
+        )
+    with stubber:
+        assert queue.send_batch(bodies) == 2
+    stubber.assert_no_pending_responses()
+
+
+def test_a_body_over_the_limit_is_refused_before_any_call() -> None:
+    queue, stubber, _ = _queue()
+    with stubber, pytest.raises(EnqueueError):
+        queue.send_batch(["x" * (SQS_BATCH_BYTES + 1)])

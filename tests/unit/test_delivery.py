@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailroom.errors import PermanentSendError, RetryableSendError
+from mailroom.errors import PermanentSendError, RetryableSendError, UncertainSendError
 from mailroom.logic.delivery import Sender, deliver_once
 from mailroom.models import DeliveryStatus, Mail, Outcome
 
@@ -38,6 +38,9 @@ class FakeLedger:
 
     def release(self, pk: str, sk: str, error: str, now: str) -> None:
         self._set(pk, sk, DeliveryStatus.RELEASED, error=error)
+
+    def record_uncertain(self, pk: str, sk: str, error: str, now: str) -> None:
+        self._set(pk, sk, DeliveryStatus.UNCERTAIN, error=error)
 
 
 class FakeMailer:
@@ -103,3 +106,19 @@ def test_a_failed_result_write_after_the_send_still_counts_as_sent_and_blocks_re
     assert deliver_once(ledger, mailer, SENDER, "run", "sub-1", MAIL).outcome is Outcome.SENT
     assert deliver_once(ledger, mailer, SENDER, "run", "sub-1", MAIL).outcome is Outcome.DUPLICATE
     assert len(mailer.sent) == 1
+
+
+def test_a_lost_answer_is_recorded_uncertain_and_never_sent_again() -> None:
+    ledger, mailer = FakeLedger(), FakeMailer(UncertainSendError("ReadTimeoutError", "Read timeout"))
+    delivery = deliver_once(ledger, mailer, SENDER, "run", "sub-1", MAIL)
+    assert delivery.outcome is Outcome.UNCERTAIN
+    assert ledger.records[("run", "sub-1")]["status"] == DeliveryStatus.UNCERTAIN
+    assert deliver_once(ledger, mailer, SENDER, "run", "sub-1", MAIL).outcome is Outcome.DUPLICATE
+    assert mailer.sent == []
+
+
+def test_a_mail_that_cannot_be_built_is_never_claimed() -> None:
+    ledger, mailer = FakeLedger(), FakeMailer()
+    with pytest.raises(ValueError):
+        deliver_once(ledger, mailer, Sender("news@example.com", "Bad\r\nName"), "run", "sub-1", MAIL)
+    assert ledger.records == {}

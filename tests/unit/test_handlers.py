@@ -134,6 +134,8 @@ def test_invalid_email_sample_event_is_a_400_naming_the_field_and_writes_nothing
         ),
         ({"Content-Type": "application/json"}, json.dumps({"email": 42}), 400, "invalid_field"),
         ({"Content-Type": "application/json"}, "", 400, "empty_body"),
+        ({"Content-Type": "application/json"}, '{"email": ' + "1" * 5000 + "}", 400, "invalid_json"),
+        ({"Content-Type": "application/json"}, b'{"email": "\xff"}'.decode("latin-1"), 400, "invalid_field"),
     ],
     ids=[
         "bad-json",
@@ -147,6 +149,8 @@ def test_invalid_email_sample_event_is_a_400_naming_the_field_and_writes_nothing
         "crlf-in-name",
         "email-not-string",
         "empty",
+        "huge-integer",
+        "latin1-mojibake",
     ],
 )
 def test_bad_input_is_a_4xx_json_error_and_writes_nothing(
@@ -367,3 +371,39 @@ def test_newsletter_partial_failure_retries_only_the_unsent(
         "alan@example.com",
         "grace@example.com",
     ]
+
+
+def test_a_worker_near_its_timeout_hands_its_records_back_unsent(
+    stack: Stack, load_function: Loader, context: LambdaContext
+) -> None:
+    # Given a newsletter task and an invocation with only 5 s left
+    event = load_event("newsletter_worker_sqs.json")
+    app = load_function("NewsletterWorkerFunction")
+    short = LambdaContext(aws_request_id="late")
+    with mock.patch.object(LambdaContext, "get_remaining_time_in_millis", return_value=5_000):
+        response = app.lambda_handler(event, short)
+    # Then it starts no send, claims nothing, and the record goes back to the queue
+    assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    assert sent_mails() == []
+    assert _results(stack, "newsletter-2026-11-28") == {}
+    # and with time to spare the redelivery sends them all
+    assert app.lambda_handler(event, context) == {"batchItemFailures": []}
+    assert len(sent_mails()) == 3
+
+
+def test_a_lost_ses_answer_is_not_retried_and_is_recorded_uncertain(
+    stack: Stack, load_function: Loader, context: LambdaContext
+) -> None:
+    from botocore.exceptions import ReadTimeoutError
+
+    event, task, app = _welcome_worker_with_its_subscriber(stack, load_function)
+    with mock.patch.object(app.mailer.client, "send_email", side_effect=ReadTimeoutError(endpoint_url="https://email")):
+        assert app.lambda_handler(event, context) == {"batchItemFailures": []}
+    assert _results(stack, "welcome")[task["subscriber_id"]]["status"] == "uncertain"
+    assert app.lambda_handler(event, context) == {"batchItemFailures": []}
+    assert sent_mails() == []
+
+
+def test_the_dispatcher_refuses_an_unknown_time_zone_at_cold_start(stack: Stack, load_function: Loader) -> None:
+    with pytest.raises(ValueError, match="unknown IANA time zone"):
+        load_function("NewsletterDispatcherFunction", NEWSLETTER_TIMEZONE="Mars/Olympus_Mons")

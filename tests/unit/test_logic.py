@@ -98,3 +98,14 @@ def test_the_edition_is_the_scheduled_day_in_the_schedule_time_zone(
 def test_without_a_scheduled_time_the_edition_is_today() -> None:
     fixed = datetime(2026, 11, 28, 12, tzinfo=UTC)
     assert edition_for(ScheduleInvocation(), "UTC", now=lambda: fixed) == "newsletter-2026-11-28"
+
+
+def test_a_registration_whose_mark_fails_still_succeeds(
+    stack: Stack, subscribers: SubscriberRepository, welcome_queue: TaskQueue
+) -> None:
+    broken = ClientError({"Error": {"Code": "InternalServerError", "Message": "no"}}, "UpdateItem")
+    with mock.patch.object(subscribers.client, "update_item", side_effect=broken):
+        result = register(Registration(email="ada@example.com"), subscribers, welcome_queue)
+    assert result.created
+    assert len(queue_messages(stack, "WelcomeQueue")) == 1
+    assert subscribers.get("ada@example.com") is not None

@@ -84,6 +84,8 @@ def parse_json_body(event: Mapping[str, Any], model: type[M], max_bytes: int = M
         raise ApiError(400, "invalid_json", f"The body is not valid JSON: {exc.msg} at position {exc.pos}.") from None
     except RecursionError:
         raise ApiError(400, "invalid_json", "The body is nested too deeply.") from None
+    except ValueError as exc:  # e.g. an integer literal over Python's 4300-digit limit
+        raise ApiError(400, "invalid_json", f"The body is not valid JSON: {exc}.") from None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_body", f"A JSON object is expected, not {type(data).__name__}.")
     try:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class _Settings(BaseModel):
@@ -46,4 +47,13 @@ class DispatcherSettings(_Settings):
     subscribers_table: str = Field(alias="SUBSCRIBERS_TABLE")
     newsletter_queue_url: str = Field(alias="NEWSLETTER_QUEUE_URL")
     timezone: str = Field(default="UTC", alias="NEWSLETTER_TIMEZONE")
-    recipients_per_task: int = Field(default=50, ge=1, le=500, alias="RECIPIENTS_PER_TASK")
+    recipients_per_task: int = Field(default=50, ge=1, le=100, alias="RECIPIENTS_PER_TASK")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value

@@ -25,6 +25,14 @@ class RetryableSendError(SendError):
     retryable = True
 
 
+class UncertainSendError(SendError):
+    """The request went out and its answer was lost: SES may have sent the mail.
+
+    Mailroom keeps its promise of at most one mail: the claim is kept (status
+    ``uncertain``), the mail is not sent again, and the record says why.
+    """
+
+
 class PermanentSendError(SendError):
     """Rejected message, invalid or suppressed address: record as failed, never retry."""
 

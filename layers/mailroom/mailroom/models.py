@@ -129,6 +129,7 @@ class DeliveryStatus(StrEnum):
     SENT = "sent"
     FAILED = "failed"  # permanent failure, with the reason
     RELEASED = "released"  # a transient failure gave the claim back; the next delivery may claim it
+    UNCERTAIN = "uncertain"  # the send's answer was lost: SES may have sent it; never sent again
 
 
 class Outcome(StrEnum):
@@ -139,6 +140,7 @@ class Outcome(StrEnum):
     FAILED = "failed"  # permanent failure, recorded, not retried
     RETRY = "retry"  # transient failure: claim released, the task goes back to the queue
     SKIPPED = "skipped"  # the recipient is no longer eligible (unsubscribed or gone): nothing sent
+    UNCERTAIN = "uncertain"  # the request went out, its answer was lost: not sent again
 
 
 class Mail(BaseModel):

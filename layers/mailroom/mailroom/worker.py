@@ -1,14 +1,32 @@
-"""What the queue workers share: counting outcomes as metrics, turning retries into batch failures."""
+"""What the queue workers share: counting outcomes as metrics, turning retries into batch failures,
+and the time budget that keeps a worker from being cut off by its Lambda timeout."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from mailroom.errors import TaskRetry
 from mailroom.logic.delivery import Delivery
 from mailroom.models import Outcome
 from mailroom.observability import MetricUnit, metrics
+
+# Stop starting sends when less than this is left: one SES call (2 s connect + 10 s read)
+# plus recording its result must fit in what remains.
+SAFETY_MARGIN_MS = 15_000
+
+
+class HasRemainingTime(Protocol):
+    def get_remaining_time_in_millis(self) -> int: ...
+
+
+def time_budget(context: HasRemainingTime | None, margin_ms: int = SAFETY_MARGIN_MS) -> Callable[[], bool]:
+    """A ``should_stop`` callable: true once the invocation has less than ``margin_ms`` left."""
+    if context is None:
+        return lambda: False
+    return lambda: context.get_remaining_time_in_millis() < margin_ms
+
 
 _METRIC_OF = {
     Outcome.SENT: "MailsSent",
@@ -16,6 +34,7 @@ _METRIC_OF = {
     Outcome.RETRY: "MailsRetried",
     Outcome.DUPLICATE: "DuplicatesSuppressed",
     Outcome.SKIPPED: "MailsSkipped",
+    Outcome.UNCERTAIN: "MailsUncertain",
 }
 
 

@@ -17,12 +17,16 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 # Standard mode retries throttling and 5xx with jittered backoff; the logic adds its own
-# retries (through the queue) on top, so a few attempts here are enough.
-CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=10)
+# retries (through the queue) on top, so a few attempts here are enough. Worst case
+# 3 x (2 s + 5 s) stays well inside every function's timeout.
+CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
+# Sending a mail is not idempotent: one attempt per call, never a retry behind our back
+# after an answer was lost (which could deliver the same mail twice).
+SEND_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=2, read_timeout=10)
 
 
-def _client(service: str, **kwargs: Any) -> Any:
-    return boto3.client(service, config=CONFIG, **kwargs)  # type: ignore[call-overload]
+def _client(service: str, config: Config = CONFIG) -> Any:
+    return boto3.client(service, config=config)  # type: ignore[call-overload]
 
 
 def dynamodb_client() -> DynamoDBClient:
@@ -36,5 +40,5 @@ def sqs_client() -> SQSClient:
 
 
 def sesv2_client() -> SESV2Client:
-    client: SESV2Client = _client("sesv2")
+    client: SESV2Client = _client("sesv2", SEND_CONFIG)
     return client

@@ -78,6 +78,8 @@ class SubscriberRepository:
             kwargs: dict[str, Any] = {
                 "TableName": self.table_name,
                 "Limit": page_size,
+                # a subscriber who registered a moment before the schedule fired is included
+                "ConsistentRead": True,
                 "FilterExpression": "#status = :subscribed",
                 "ExpressionAttributeNames": {"#status": "status"},
                 "ExpressionAttributeValues": to_item({":subscribed": SubscriberStatus.SUBSCRIBED.value}),
@@ -155,6 +157,9 @@ class ResultLedger:
 
     def release(self, pk: str, sk: str, error: str, now: str) -> None:
         self._complete(pk, sk, DeliveryStatus.RELEASED, {"error": error, "released_at": now})
+
+    def record_uncertain(self, pk: str, sk: str, error: str, now: str) -> None:
+        self._complete(pk, sk, DeliveryStatus.UNCERTAIN, {"error": error, "uncertain_at": now})
 
     def get(self, pk: str, sk: str) -> dict[str, Any] | None:
         item = self.client.get_item(TableName=self.table_name, Key=self._key(pk, sk), ConsistentRead=True).get("Item")

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+)
 
 from mailroom.adapters.aws import sesv2_client
-from mailroom.errors import PermanentSendError, RetryableSendError, SendError
+from mailroom.errors import PermanentSendError, RetryableSendError, SendError, UncertainSendError
 
 if TYPE_CHECKING:
     from mypy_boto3_sesv2 import SESV2Client
@@ -17,32 +23,55 @@ PERMANENT_CODES = frozenset({"MessageRejected", "BadRequestException", "InvalidP
 THROTTLING_CODES = frozenset(
     {"TooManyRequestsException", "LimitExceededException", "Throttling", "ThrottlingException"}
 )
+# The request reached SES (or may have) and no answer came back: SES may have accepted the
+# mail. Sending again could deliver it twice, so these are neither retried nor failed.
+AMBIGUOUS_ERRORS = (ReadTimeoutError, ConnectionClosedError, ResponseStreamingError)
 
 
-def classify(exc: Exception) -> SendError:
-    """Turn a botocore error into a retryable or a permanent SendError.
+def _sender_not_verified(message: str, from_address: str | None) -> bool:
+    """SES's "Email address is not verified. The following identities failed the check..."
+    names the identities; when the sender (or its domain) is among them, the fault is the
+    account's configuration, not the recipient's address."""
+    if not from_address or "not verified" not in message:
+        return False
+    lowered = message.lower()
+    domain = from_address.rpartition("@")[2].lower()
+    return from_address.lower() in lowered or f" {domain}" in lowered or f"@{domain}" in lowered
 
-    Throttling ("Maximum sending rate exceeded"), 5xx, timeouts and anything unknown are
-    retryable: a mail is never dropped on an error we do not understand. Configuration
-    problems (unverified identity, paused account) are retryable too, so their tasks end
-    in the dead-letter queue with the reason and can be redriven once fixed.
+
+def classify(exc: Exception, from_address: str | None = None) -> SendError:
+    """Turn a botocore error into a retryable, permanent or uncertain SendError.
+
+    - retryable: throttling ("Maximum sending rate exceeded"), SES's own 5xx answers,
+      connection failures before the request went out, anything unknown, and problems
+      of configuration (an unverified sender, a paused account): a mail is never dropped
+      on an error an operator can fix; its task ends in the dead-letter queue with the
+      reason and can be redriven once fixed;
+    - permanent: the message or the recipient is bad (``MessageRejected``, ``BadRequest``);
+    - uncertain: the request went out and its answer was lost (read timeout, connection
+      closed): SES may have sent it, so it is not sent again (at most once).
     """
+    if isinstance(exc, AMBIGUOUS_ERRORS):
+        return UncertainSendError(type(exc).__name__, str(exc))
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         code = error.get("Code", "Unknown")
         message = error.get("Message", "")
         if code in THROTTLING_CODES or "Maximum sending rate exceeded" in message:
             return RetryableSendError(code, message or "throttled", throttled=True)
-        if code in PERMANENT_CODES:
+        if code in PERMANENT_CODES and not _sender_not_verified(message, from_address):
             return PermanentSendError(code, message)
         return RetryableSendError(code, message)
-    if isinstance(exc, BotoCoreError):
-        return RetryableSendError(type(exc).__name__, str(exc))
     return RetryableSendError(type(exc).__name__, str(exc))
 
 
 class Mailer:
-    """Sends raw MIME through SES v2 SendEmail (Content.Raw)."""
+    """Sends raw MIME through SES v2 SendEmail (Content.Raw).
+
+    The SES client makes exactly one attempt per call (see ``adapters.aws``): a retry
+    inside botocore after a lost answer could send the same mail twice. Retries happen
+    through the queue, after the ledger has released the claim.
+    """
 
     def __init__(self, client: SESV2Client | None = None, configuration_set: str | None = None) -> None:
         self.client = client or sesv2_client()
@@ -50,7 +79,7 @@ class Mailer:
 
     def send(self, raw: bytes, from_address: str, to: str, tags: dict[str, str] | None = None) -> str:
         """Send one mail to one recipient; returns the SES message id or raises SendError."""
-        kwargs = {
+        kwargs: dict[str, Any] = {
             "FromEmailAddress": from_address,
             "Destination": {"ToAddresses": [to]},
             "Content": {"Raw": {"Data": raw}},
@@ -59,7 +88,7 @@ class Mailer:
         if self.configuration_set:
             kwargs["ConfigurationSetName"] = self.configuration_set
         try:
-            response = self.client.send_email(**kwargs)  # type: ignore[arg-type]
+            response = self.client.send_email(**kwargs)
         except (ClientError, BotoCoreError) as exc:
-            raise classify(exc) from exc
+            raise classify(exc, from_address) from exc
         return response["MessageId"]

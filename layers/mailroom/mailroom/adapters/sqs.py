@@ -13,6 +13,9 @@ if TYPE_CHECKING:
     from mypy_boto3_sqs import SQSClient
 
 SQS_BATCH_LIMIT = 10
+# One SendMessageBatch request carries at most this many bytes of bodies. SQS accepts
+# 1 MiB today; 256 KiB is the long-standing limit every region and emulator accepts.
+SQS_BATCH_BYTES = 256 * 1024
 
 
 class EnqueueError(MailroomError):
@@ -51,8 +54,7 @@ class TaskQueue:
         left after the last attempt. Returns the number of SendMessageBatch calls made.
         """
         calls = 0
-        for start in range(0, len(bodies), SQS_BATCH_LIMIT):
-            chunk = {str(start + offset): body for offset, body in enumerate(bodies[start : start + SQS_BATCH_LIMIT])}
+        for chunk in _chunks(bodies):
             calls += self._send_chunk(chunk, attributes)
         return calls
 
@@ -77,6 +79,25 @@ class TaskQueue:
             if not pending:
                 return attempt + 1
         raise EnqueueError(failed)
+
+
+def _chunks(bodies: Sequence[str]) -> list[dict[str, str]]:
+    """Ten entries per request at most, and at most SQS_BATCH_BYTES of bodies; ids are positions."""
+    chunks: list[dict[str, str]] = []
+    current: dict[str, str] = {}
+    size = 0
+    for index, body in enumerate(bodies):
+        length = len(body.encode("utf-8"))
+        if length > SQS_BATCH_BYTES:
+            raise EnqueueError({str(index): "MessageTooLong"})
+        if current and (len(current) == SQS_BATCH_LIMIT or size + length > SQS_BATCH_BYTES):
+            chunks.append(current)
+            current, size = {}, 0
+        current[str(index)] = body
+        size += length
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 def _attributes(attributes: dict[str, str] | None) -> dict[str, Any]:

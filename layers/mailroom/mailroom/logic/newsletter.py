@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from mailroom.logic.delivery import Delivery, Sender, deliver_once
 from mailroom.logic.ports import Ledger, MailSender, Queue, Subscribers
 from mailroom.mail import render
-from mailroom.models import NewsletterTask, Recipient, ScheduleInvocation, utcnow
+from mailroom.models import NewsletterTask, Outcome, Recipient, ScheduleInvocation, utcnow
 from mailroom.observability import logger
 
 EDITION_PREFIX = "newsletter-"
@@ -76,11 +76,27 @@ def fan_out(
     return FanOut(edition, recipients, tasks, calls)
 
 
-def send_newsletter(task: NewsletterTask, ledger: Ledger, mailer: MailSender, sender: Sender) -> list[Delivery]:
-    """Send the edition to every recipient of one task, each at most once."""
+def send_newsletter(
+    task: NewsletterTask,
+    ledger: Ledger,
+    mailer: MailSender,
+    sender: Sender,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> list[Delivery]:
+    """Send the edition to every recipient of one task, each at most once.
+
+    Before each recipient it asks ``should_stop`` (the worker's time budget): once it says
+    yes, the remaining recipients are not started and come back as ``RETRY``, so the task
+    returns to the queue instead of being cut off by a Lambda timeout mid-send.
+    """
     day = edition_date(task.edition)
-    deliveries = []
-    for recipient in task.recipients:
+    deliveries: list[Delivery] = []
+    for position, recipient in enumerate(task.recipients):
+        if should_stop():
+            left = len(task.recipients) - position
+            logger.warning("time budget spent; handing the rest back", extra={"edition": task.edition, "left": left})
+            deliveries.extend([Delivery(Outcome.RETRY, error="the worker's time budget ran out")] * left)
+            break
         mail = render(
             "newsletter",
             to=recipient.email,

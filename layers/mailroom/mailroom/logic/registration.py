@@ -43,7 +43,7 @@ def register(
     created = subscribers.create(candidate)
     subscriber = candidate if created else subscribers.get(request.email)
     if subscriber is None:
-        raise RegistrationConflict(request.email)
+        raise RegistrationConflict("the address was erased while it registered")
     if subscriber.welcome_queued:
         return Registered(subscriber.id, subscriber.status.value, created=False)
 
@@ -54,6 +54,11 @@ def register(
         if created:
             subscribers.delete(subscriber.email, subscriber.id)
         raise
-    subscribers.mark_welcome_queued(subscriber.email, subscriber.id)
+    try:
+        subscribers.mark_welcome_queued(subscriber.email, subscriber.id)
+    except Exception:
+        # The task is queued, so the registration has succeeded. Unmarked, a repeated
+        # registration queues the task again, and the welcome ledger sends one mail.
+        logger.exception("welcome task queued but not marked", extra={"subscriber_id": subscriber.id})
     logger.info("welcome task queued", extra={"subscriber_id": subscriber.id, "new_subscriber": created})
     return Registered(subscriber.id, subscriber.status.value, created=created)
