@@ -142,7 +142,13 @@ def test_local_routes_list_schedules_and_queues(runtime: Runtime) -> None:
     assert daily["next_fire_time"].endswith("T10:00:00Z")
 
     queues = {q["name"]: q for q in http("GET", f"{runtime.url}/_local/queues").json()}
-    assert set(queues) == {"WelcomeQueue", "WelcomeDeadLetterQueue", "NewsletterQueue", "NewsletterDeadLetterQueue"}
+    assert set(queues) == {
+        "WelcomeQueue",
+        "WelcomeDeadLetterQueue",
+        "NewsletterQueue",
+        "NewsletterDeadLetterQueue",
+        "DispatcherFailureQueue",
+    }
     assert queues["WelcomeDeadLetterQueue"]["dead_letter_queue_of"] == "WelcomeQueue"
     for queue in queues.values():
         assert isinstance(queue["ApproximateNumberOfMessages"], int)

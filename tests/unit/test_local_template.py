@@ -356,6 +356,7 @@ def test_the_mailroom_template() -> None:
         "WelcomeDeadLetterQueue",
         "WelcomeQueue",
         "NewsletterDeadLetterQueue",
+        "DispatcherFailureQueue",
         "NewsletterQueue",
     ]
     assert set(stack.functions) == {

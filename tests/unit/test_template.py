@@ -80,12 +80,25 @@ def test_every_function_has_a_folder_an_app_and_a_sample_event_used_by_a_test(st
             assert f'"{event}"' in tests, f"events/{event} is used by no test"
 
 
-def test_every_function_has_a_log_group_with_retention(stack: Stack) -> None:
+def test_every_function_logs_to_its_own_log_group_with_retention(stack: Stack) -> None:
     raw = stack.template
-    log_groups = [r for r in raw["Resources"].values() if r["Type"] == "AWS::Logs::LogGroup"]
-    named = {re.sub(r".*\$\{(\w+)\}.*", r"\1", str(group["Properties"]["LogGroupName"])) for group in log_groups}
-    assert named == set(stack.functions)
-    assert all("RetentionInDays" in group["Properties"] for group in log_groups)
+    log_groups = {key for key, r in raw["Resources"].items() if r["Type"] == "AWS::Logs::LogGroup"}
+    used = set()
+    for logical_id in stack.functions:
+        group = raw["Resources"][logical_id]["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        assert group in log_groups, logical_id
+        assert "RetentionInDays" in raw["Resources"][group]["Properties"]
+        used.add(group)
+    assert used == log_groups  # one each, none orphaned
+
+
+def test_policies_name_actions_not_crud_templates_on_tables(stack: Stack) -> None:
+    # least privilege: no function may Scan/Query/BatchWrite more than its code does
+    raw = stack.template
+    for logical_id in stack.functions:
+        policies = raw["Resources"][logical_id]["Properties"]["Policies"]
+        names = {next(iter(policy)) for policy in policies if isinstance(policy, dict)}
+        assert not names & {"DynamoDBCrudPolicy", "DynamoDBReadPolicy", "DynamoDBWritePolicy"}, logical_id
 
 
 def test_no_managed_full_access_policies() -> None:
