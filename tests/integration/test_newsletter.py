@@ -43,10 +43,8 @@ def test_firing_the_schedule_sends_exactly_one_newsletter_per_subscriber(runtime
     (sample,) = mails_to(runtime, readers[0], "newsletter")
     assert sample["html"] and sample["text"]
 
-
-def test_firing_the_same_edition_again_sends_nobody_a_second_newsletter(runtime: Runtime) -> None:
+    # Firing the same edition again (the same day) sends nobody a second newsletter
     before = newsletters(runtime)
-    assert before, "runs after the first newsletter test"
     fired = http("POST", f"{runtime.url}/_local/schedules/DailyNewsletter")
     assert fired.status == 200, fired.text
     assert wait_for(lambda: queues_idle(runtime, "NewsletterQueue"), timeout=10.0)
