@@ -19,7 +19,7 @@ UV_VERSION := 0.13.9
 # sam build runs the layers' Makefiles: they need a python3 with pip (the venv's).
 SAM_ENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 
-.PHONY: help venv sam run test lint typecheck unit integration pytest validate build deploy deploy-prod clean
+.PHONY: help venv sam run test lint typecheck unit integration pytest validate build deploy deploy-prod lock clean
 
 help:
 	@echo "make run       start Mailroom locally on http://127.0.0.1:$(PORT) (moto as AWS; no Docker, no account)"
@@ -75,6 +75,14 @@ deploy: build
 
 deploy-prod: build
 	$(SAM) deploy --config-env prod
+
+# Re-pin the layer's packages for the Lambda platform after editing requirements.in.
+lock: venv
+	$(VENV)/bin/uv pip compile --quiet layers/dependencies/requirements.in \
+		--python-platform aarch64-manylinux2014 --python-version 3.13 \
+		--no-header --annotation-style line -o layers/dependencies/requirements.txt
+	sed -i '1i # Pinned for python3.13 on arm64 (the Lambda layer); do not edit: `make lock` writes it from requirements.in.' \
+		layers/dependencies/requirements.txt
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -133,6 +133,7 @@ class Runtime:
             outbox=self.outbox,
             scheduler=self.scheduler,
             queues=self.queue_status,
+            health=self.health,
             static_dir=self.static_dir,
             account_id=stack.account_id,
             console=self.console,
@@ -250,6 +251,15 @@ class Runtime:
         except KeyError:
             raise KeyError(f"unknown function {function}") from None
         return sandbox.invoke(event)
+
+    def health(self) -> dict[str, Any]:
+        """``ok`` when every function initialised; otherwise which ones failed, and why."""
+        failed = {
+            name: f"{error.get('errorType')}: {error.get('errorMessage')}"
+            for name, sandbox in self.sandboxes.items()
+            if (error := sandbox.init_error) is not None
+        }
+        return {"status": "failing", "functions": failed} if failed else {"status": "ok"}
 
     def queue_status(self) -> list[dict[str, Any]]:
         """Approximate message counts of every queue (``GetQueueAttributes``)."""

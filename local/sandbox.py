@@ -95,6 +95,11 @@ class Sandbox:
         self._fingerprint: tuple[float, int] = (0.0, 0)
         self._reader: threading.Thread | None = None
 
+    @property
+    def init_error(self) -> dict[str, Any] | None:
+        """The error of the last init, if it failed (Lambda's Runtime.ImportModuleError etc.)."""
+        return self._init_error
+
     def _is_stopping(self) -> bool:
         """Read the flag through a call: another thread sets it while this one waits."""
         return self._stopping

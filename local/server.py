@@ -7,7 +7,7 @@ API routes (API Gateway semantics, :mod:`mailroom_local.api`) -> static files fr
 
 Local routes:
 
-* ``GET /_local/health`` -> ``{"status": "ok"}``
+* ``GET /_local/health`` -> ``{"status": "ok"}``, or 503 with the functions whose init failed
 * ``GET /_local/outbox`` -> every sent mail, oldest first; ``DELETE /_local/outbox`` clears it
 * ``GET /_local/schedules`` -> the schedules and their next fire times;
   ``POST /_local/schedules/<name>`` fires one now and answers with the function's result
@@ -76,6 +76,7 @@ class HttpApp:
     outbox: Outbox
     scheduler: Scheduler
     queues: Callable[[], list[dict[str, Any]]]
+    health: Callable[[], dict[str, Any]]
     static_dir: Path
     account_id: str
     console: Console
@@ -126,13 +127,17 @@ class HttpApp:
         return ApiResponse(200, [("Content-Type", content_type), *_SECURITY_HEADERS], target.read_bytes())
 
     # ----------------------------------------------------------------- local
+    def _health(self) -> ApiResponse:
+        report = self.health()
+        return json_response(200 if report["status"] == "ok" else 503, report)
+
     def _local(self, request: Request) -> ApiResponse:
         path, method = request.path.rstrip("/"), request.method
         match = re.fullmatch(r"/_local/schedules/([^/]+)", path)
         if match is not None:
             return self._fire(match.group(1)) if method == "POST" else _not_allowed()
         routes: dict[str, dict[str, Callable[[], ApiResponse]]] = {
-            "/_local/health": {"GET": lambda: json_response(200, {"status": "ok"})},
+            "/_local/health": {"GET": self._health},
             "/_local/outbox": {
                 "GET": lambda: json_response(200, self.outbox.messages()),
                 "DELETE": lambda: json_response(200, {"deleted": self.outbox.clear()}),

@@ -399,3 +399,13 @@ def test_an_init_error_fails_each_invocation_like_lambda(runtime: Runtime) -> No
         assert not failed.ok
         assert failed.payload["errorType"] == "Runtime.ImportModuleError"
         assert "a_module_that_does_not_exist" in failed.payload["errorMessage"]
+
+
+def test_health_names_the_functions_that_failed_to_initialise(runtime: Runtime) -> None:
+    runtime.invoke("BrokenFunction", {})
+    health = http("GET", f"{runtime.url}/_local/health")
+    assert health.status == 503
+    report = health.json()
+    assert report["status"] == "failing"
+    assert list(report["functions"]) == ["BrokenFunction"]
+    assert "Runtime.ImportModuleError" in report["functions"]["BrokenFunction"]

@@ -124,3 +124,19 @@ def test_handler_files_exist_only_as_the_template_says() -> None:
     folders = {path.name for path in (ROOT / "functions").iterdir() if path.is_dir()}
     declared = {Path(spec.code_dir).name for spec in Stack.load(TEMPLATE).functions.values()}
     assert folders == declared
+
+
+def test_the_layer_lock_pins_every_top_level_package_at_its_version() -> None:
+    def pins(name: str) -> dict[str, str]:
+        found = {}
+        for line in (ROOT / "layers/dependencies" / name).read_text().splitlines():
+            requirement = line.split("#", 1)[0].strip()
+            if requirement:
+                package, _, version = requirement.partition("==")
+                found[package.strip().lower()] = version.strip()
+        return found
+
+    top, locked = pins("requirements.in"), pins("requirements.txt")
+    assert top
+    assert all(version for version in locked.values()), "every locked package is pinned"
+    assert {package: locked.get(package) for package in top} == top
