@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import email
 import json
 import uuid
 from dataclasses import dataclass
-from email import policy
 from pathlib import Path
 from typing import Any
 
 import boto3
 
+from mailroom_local.outbox import Outbox
 from mailroom_local.template import Stack
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,25 +36,18 @@ class SentMail:
 
 
 def sent_mails() -> list[SentMail]:
-    """Every mail moto's SES accepted, parsed from its raw MIME."""
-    from moto.ses.models import ses_backends
-
-    mails = []
-    for message in ses_backends[ACCOUNT][REGION].sent_messages:
-        parsed = email.message_from_string(message.raw_data, policy=policy.default)
-        text = parsed.get_body(preferencelist=("plain",))
-        html = parsed.get_body(preferencelist=("html",))
-        mails.append(
-            SentMail(
-                to=[str(parsed["To"])],
-                sender=str(parsed["From"]),
-                subject=str(parsed["Subject"]),
-                headers={key: str(value) for key, value in parsed.items()},
-                text=text.get_content() if text else None,  # type: ignore[attr-defined]
-                html=html.get_content() if html else None,  # type: ignore[attr-defined]
-            )
+    """Every mail moto's SES accepted, read the way ``/_local/outbox`` reads it."""
+    return [
+        SentMail(
+            to=mail["to"],
+            sender=mail["from"],
+            subject=mail["subject"],
+            headers=mail["headers"],
+            text=mail["text"],
+            html=mail["html"],
         )
-    return mails
+        for mail in Outbox(ACCOUNT, REGION).messages()
+    ]
 
 
 def queue_messages(stack: Stack, logical_id: str) -> list[dict[str, Any]]:
