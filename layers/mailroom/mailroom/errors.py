@@ -8,9 +8,7 @@ class MailroomError(Exception):
 
 
 class SendError(MailroomError):
-    """A mail could not be sent. ``retryable`` says whether trying later can help."""
-
-    retryable: bool = False
+    """A mail could not be sent; the subclass says what to do about it."""
 
     def __init__(self, code: str, message: str, throttled: bool = False) -> None:
         super().__init__(f"{code}: {message}")
@@ -20,9 +18,7 @@ class SendError(MailroomError):
 
 
 class RetryableSendError(SendError):
-    """Throttling, 5xx, timeouts: put the task back on the queue and try later."""
-
-    retryable = True
+    """Throttling, 5xx, failed connections: put the task back on the queue and try later."""
 
 
 class UncertainSendError(SendError):
