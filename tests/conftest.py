@@ -76,6 +76,8 @@ FUNCTION_DIRS = {
     "WelcomeWorkerFunction": "welcome_worker",
     "NewsletterDispatcherFunction": "newsletter_dispatcher",
     "NewsletterWorkerFunction": "newsletter_worker",
+    "FanoutFunction": "fanout",
+    "AdminFunction": "admin",
 }
 
 

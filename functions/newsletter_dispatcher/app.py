@@ -1,7 +1,8 @@
-"""Newsletter dispatcher: triggered by the EventBridge Scheduler schedule.
+"""Newsletter dispatcher: triggered by the EventBridge Scheduler schedule (time zone aware).
 
-Works out the edition from the scheduled time (in the schedule's time zone) and fans it
-out onto the newsletter queue, many recipients per task.
+Starts every scheduled campaign that is due (a conditional write each, so a schedule that
+fires twice or two overlapping dispatchers start a campaign once) and re-queues the
+fan-out of any campaign whose fan-out has stalled.
 """
 
 from __future__ import annotations
@@ -11,34 +12,29 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mailroom.adapters.dynamodb import SubscriberRepository
+from mailroom.adapters.campaigns import CampaignRepository
 from mailroom.adapters.sqs import TaskQueue
 from mailroom.config import DispatcherSettings
-from mailroom.logic.newsletter import edition_for, fan_out
-from mailroom.models import ScheduleInvocation
+from mailroom.logic.campaigns import dispatch_due
+from mailroom.models import ScheduleInvocation, iso, utcnow
 from mailroom.observability import MetricUnit, logger, metrics, timed
 
 settings = DispatcherSettings.from_env(os.environ)
-subscribers = SubscriberRepository(settings.subscribers_table)
-newsletter_queue = TaskQueue(settings.newsletter_queue_url)
-metrics.set_default_dimensions(task_type="newsletter_fanout")
+campaigns = CampaignRepository(settings.campaigns_table)
+fanout_queue = TaskQueue(settings.fanout_queue_url)
+metrics.set_default_dimensions(task_type="newsletter_dispatch")
 
 
 @logger.inject_lambda_context(log_event=True)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     invocation = ScheduleInvocation.model_validate(event)
-    edition = edition_for(invocation, settings.timezone)
-    logger.set_correlation_id(invocation.execution_id or edition)
+    # Due is judged at the time it runs: a retried firing an hour late also sends what
+    # became due in that hour.
+    now = utcnow()
+    logger.set_correlation_id(invocation.execution_id or context.aws_request_id)
     with timed():
-        result = fan_out(
-            edition,
-            subscribers,
-            newsletter_queue,
-            recipients_per_task=settings.recipients_per_task,
-            correlation_id=logger.get_correlation_id(),
-        )
+        result = dispatch_due(campaigns, fanout_queue, settings.fanout_segments, now, logger.get_correlation_id())
     metrics.add_metric(name="TasksProcessed", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name="TasksQueued", unit=MetricUnit.Count, value=result.tasks)
-    metrics.add_metric(name="RecipientsQueued", unit=MetricUnit.Count, value=result.recipients)
-    return {"edition": result.edition, "recipients": result.recipients, "tasks": result.tasks}
+    metrics.add_metric(name="CampaignsStarted", unit=MetricUnit.Count, value=len(result["started"]))
+    return {"at": iso(now), "scheduled_time": invocation.scheduled_time and iso(invocation.scheduled_time), **result}

@@ -1,13 +1,15 @@
-"""Newsletter worker: SQS batch of tasks, each carrying many recipients of one edition.
+"""Newsletter worker: SQS batch of campaign tasks, many recipients each, sent concurrently and paced.
 
-Every recipient is sent at most once (ledger claim before the send). A task with any
-transient failure is reported as a batch item failure; its redelivery skips the
-recipients already sent.
+Each recipient is sent at most once (a claim before the send); results and counters commit
+together. Throttled recipients and those not started before the time budget ran out go back
+on the queue as a new, delayed task; a task with nothing done, or with a transient SES
+error, is a batch item failure and SQS redelivers it.
 """
 
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -15,35 +17,60 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mailroom.adapters.dynamodb import ResultLedger
+from mailroom.adapters.campaigns import CampaignRepository
+from mailroom.adapters.dynamodb import SubscriberRepository
+from mailroom.adapters.results import CampaignResults
 from mailroom.adapters.ses import Mailer
+from mailroom.adapters.sqs import TaskQueue
 from mailroom.config import NewsletterWorkerSettings
+from mailroom.errors import TaskRetry
 from mailroom.logic.delivery import Sender
-from mailroom.logic.newsletter import send_newsletter
-from mailroom.models import NewsletterTask
+from mailroom.logic.sending import CampaignSender
+from mailroom.models import CampaignTask
 from mailroom.observability import logger, metrics, timed
-from mailroom.worker import count_deliveries, raise_if_retry, time_budget
+from mailroom.pacing import AccountRate, Pacer, share_of
+from mailroom.worker import Budget, count_outcomes
 
 settings = NewsletterWorkerSettings.from_env(os.environ)
-ledger = ResultLedger(settings.results_table)
-mailer = Mailer()
-sender = Sender(settings.sender_address, settings.sender_name)
-# Report every failed record, even when all failed: no Lambda error, no blanket retry.
+newsletter_queue = TaskQueue(settings.newsletter_queue_url)
+account_rate = AccountRate(limit=settings.max_send_rate)
+pacer = Pacer(rate=1.0)  # set from the account's rate at each invocation (cached for minutes)
+campaign_sender = CampaignSender(
+    results=CampaignResults(settings.results_table, settings.campaigns_table),
+    campaigns=CampaignRepository(settings.campaigns_table),
+    subscribers=SubscriberRepository(settings.subscribers_table),
+    mailer=Mailer(),
+    sender=Sender(settings.sender_address, settings.sender_name),
+    public_url=settings.public_url,
+    pacer=pacer,
+    executor=ThreadPoolExecutor(max_workers=settings.send_threads, thread_name_prefix="send"),
+)
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 metrics.set_default_dimensions(task_type="newsletter")
 
 
 def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> str:
-    task = NewsletterTask.model_validate_json(record.body)
+    task = CampaignTask.model_validate_json(record.body)
     logger.set_correlation_id(task.correlation_id or record.message_id)
     with timed():
-        deliveries = send_newsletter(task, ledger, mailer, sender, should_stop=time_budget(lambda_context))
-    summary = count_deliveries(deliveries)
-    raise_if_retry(deliveries)
-    return ",".join(f"{outcome}={count}" for outcome, count in sorted(summary.items()))
+        result = campaign_sender.process(task, Budget.of(lambda_context))
+    count_outcomes(result.outcomes, result.throttled)
+    if result.not_started:
+        raise TaskRetry("the worker's time budget ran out before this task started")
+    if result.retry_error:
+        raise TaskRetry(f"transient failure, the task goes back to the queue: {result.retry_error}")
+    if result.handed_back:
+        rest = task.model_copy(update={"recipients": result.handed_back, "attempt": result.next_attempt})
+        newsletter_queue.send(rest.model_dump_json(exclude_none=True), delay_seconds=result.delay_seconds)
+        logger.info(
+            "recipients handed back",
+            extra={"count": len(result.handed_back), "delay_seconds": result.delay_seconds, "task": task.task},
+        )
+    return ",".join(f"{outcome}={count}" for outcome, count in sorted(result.outcomes.items()))
 
 
 @logger.inject_lambda_context
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    pacer.set_rate(share_of(account_rate(), settings.max_concurrency))
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -12,7 +12,10 @@ import json
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from pydantic import BaseModel, ValidationError
+
+from mailroom.observability import MetricUnit, logger, metrics
 
 MAX_BODY_BYTES = 10 * 1024
 
@@ -108,3 +111,46 @@ def json_response(status: int, body: Any) -> dict[str, Any]:
         "headers": {"Content-Type": "application/json", "Cache-Control": "no-store"},
         "body": json.dumps(body),
     }
+
+
+def respond(status: int, body: Any) -> Response[Any]:
+    """A JSON answer that no cache keeps."""
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=body,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def install_error_handlers(app: APIGatewayRestResolver) -> None:
+    """The same JSON errors for every API function: 4xx naming the problem, 404 for unknown
+    routes, 503 (never a stack trace) for our own or AWS's faults."""
+
+    @app.exception_handler(ApiError)  # type: ignore[untyped-decorator]
+    def bad_request(error: ApiError) -> Response[Any]:
+        metrics.add_metric(name="RejectedRequests", unit=MetricUnit.Count, value=1)
+        logger.info("request rejected", extra={"status": error.status, "code": error.code, "field": error.field})
+        return respond(error.status, error.body())
+
+    @app.not_found
+    def not_found(error: Exception) -> Response[Any]:
+        event = app.current_event
+        metrics.add_metric(name="RejectedRequests", unit=MetricUnit.Count, value=1)
+        return respond(404, {"error": {"code": "not_found", "message": f"No route {event.http_method} {event.path}."}})
+
+    @app.exception_handler(Exception)  # type: ignore[untyped-decorator]
+    def unavailable(error: Exception) -> Response[Any]:
+        logger.exception("request failed")
+        metrics.add_metric(name="Errors", unit=MetricUnit.Count, value=1)
+        return respond(503, {"error": {"code": "unavailable", "message": "Temporarily unavailable; please try again."}})
+
+
+def query_int(params: Mapping[str, str] | None, name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter within [low, high], or ApiError 400 naming it."""
+    raw = (params or {}).get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdecimal() or not low <= int(raw) <= high:
+        raise ApiError(400, "invalid_query", f"{name} must be a whole number from {low} to {high}.", field=name)
+    return int(raw)

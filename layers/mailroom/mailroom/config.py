@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Self
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Settings(BaseModel):
@@ -40,20 +39,36 @@ class WelcomeWorkerSettings(_SenderSettings):
 
 
 class NewsletterWorkerSettings(_SenderSettings):
+    campaigns_table: str = Field(alias="CAMPAIGNS_TABLE")
+    subscribers_table: str = Field(alias="SUBSCRIBERS_TABLE")
+    newsletter_queue_url: str = Field(alias="NEWSLETTER_QUEUE_URL")
+    public_url: str = Field(alias="PUBLIC_URL")
+    # 0: the account's rate (SES GetAccount); > 0: never faster than this, in mails per second
+    max_send_rate: float = Field(default=0.0, ge=0, alias="MAX_SEND_RATE")
+    # how many invocations of this worker may run at once (the event source mapping's cap)
+    max_concurrency: int = Field(default=2, ge=1, alias="WORKER_MAX_CONCURRENCY")
+    # threads sending at once within one invocation
+    send_threads: int = Field(default=32, ge=1, le=64, alias="SEND_THREADS")
+
+
+class _CampaignSettings(_Settings):
+    campaigns_table: str = Field(alias="CAMPAIGNS_TABLE")
+    fanout_queue_url: str = Field(alias="FANOUT_QUEUE_URL")
+    fanout_segments: int = Field(default=4, ge=1, le=64, alias="FANOUT_SEGMENTS")
+
+
+class DispatcherSettings(_CampaignSettings):
     pass
 
 
-class DispatcherSettings(_Settings):
+class FanoutSettingsEnv(_CampaignSettings):
     subscribers_table: str = Field(alias="SUBSCRIBERS_TABLE")
+    results_table: str = Field(alias="RESULTS_TABLE")
     newsletter_queue_url: str = Field(alias="NEWSLETTER_QUEUE_URL")
-    timezone: str = Field(default="UTC", alias="NEWSLETTER_TIMEZONE")
     recipients_per_task: int = Field(default=50, ge=1, le=100, alias="RECIPIENTS_PER_TASK")
+    page_size: int = Field(default=500, ge=10, le=1000, alias="FANOUT_PAGE_SIZE")
 
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown IANA time zone {value!r}") from None
-        return value
+
+class AdminSettings(_CampaignSettings, _SenderSettings):
+    subscribers_table: str = Field(alias="SUBSCRIBERS_TABLE")
+    public_url: str = Field(alias="PUBLIC_URL")

@@ -35,3 +35,11 @@ class PermanentSendError(SendError):
 
 class TaskRetry(MailroomError):
     """Raised by a record handler so the batch processor reports the record as failed."""
+
+
+class NotFound(MailroomError):
+    """The thing asked for does not exist (an API answers 404)."""
+
+
+class Conflict(MailroomError):
+    """The request does not fit the current state, e.g. sending a sent campaign (an API answers 409)."""

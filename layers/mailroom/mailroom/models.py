@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 MAX_EMAIL_LENGTH = 254
 MAX_NAME_LENGTH = 100
@@ -104,12 +105,31 @@ class Recipient(Strict):
     name: str | None = None
 
 
-class NewsletterTask(Strict):
-    """Many recipients of one newsletter edition; the body of a newsletter queue message."""
+class CampaignTask(Strict):
+    """Many recipients of one campaign; the body of a newsletter queue message.
 
-    kind: Literal["newsletter"] = "newsletter"
-    edition: str
+    ``attempt`` counts how often the recipients were handed back after throttling (it sets
+    the backoff); ``task`` names the fan-out page and position the recipients came from.
+    """
+
+    kind: Literal["campaign"] = "campaign"
+    campaign_id: str
+    task: str
     recipients: list[Recipient] = Field(min_length=1)
+    attempt: int = Field(default=0, ge=0)
+    correlation_id: str | None = None
+
+
+class FanoutStep(Strict):
+    """One resumable step of a campaign's fan-out: the body of a fan-out queue message.
+
+    The scan position lives in the campaign item, not here, so a duplicated or stale step
+    message can never rewind the fan-out.
+    """
+
+    kind: Literal["fanout"] = "fanout"
+    campaign_id: str
+    segment: int = Field(ge=0)
     correlation_id: str | None = None
 
 
@@ -128,6 +148,7 @@ class DeliveryStatus(StrEnum):
     SENDING = "sending"  # claimed: a worker is sending it (or crashed while it did)
     SENT = "sent"
     FAILED = "failed"  # permanent failure, with the reason
+    SKIPPED = "skipped"  # not sent on purpose: unsubscribed, gone, or the campaign was cancelled
     RELEASED = "released"  # a transient failure gave the claim back; the next delivery may claim it
     UNCERTAIN = "uncertain"  # the send's answer was lost: SES may have sent it; never sent again
 
@@ -161,3 +182,184 @@ class Mail(BaseModel):
         if _CONTROL.search(value):
             raise ValueError("must be a single line without control characters")
         return value
+
+
+# --------------------------------------------------------------------------------------
+# Campaigns
+# --------------------------------------------------------------------------------------
+MAX_SUBJECT_LENGTH = 200
+MAX_CONTENT_BYTES = 100 * 1024
+
+
+class CampaignStatus(StrEnum):
+    DRAFT = "draft"  # being written; sent only by "send now"
+    SCHEDULED = "scheduled"  # goes out at the first schedule firing at or after send_at
+    SENDING = "sending"  # fanned out and being sent
+    SENT = "sent"  # every recipient resolved (sent, failed, skipped or uncertain)
+    CANCELLED = "cancelled"  # stopped; recipients not yet mailed are skipped
+
+
+class ContentFormat(StrEnum):
+    MARKDOWN = "markdown"
+    HTML = "html"
+
+
+def _subject(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError("must not be empty")
+    if _CONTROL.search(value):
+        raise ValueError("must be a single line without control characters (no CR/LF)")
+    return value
+
+
+def _content(value: str) -> str:
+    size = len(value.encode("utf-8", errors="surrogatepass"))
+    if size > MAX_CONTENT_BYTES:
+        raise ValueError(f"is {size} bytes; at most {MAX_CONTENT_BYTES} are accepted")
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        raise ValueError("must carry a time zone, e.g. 2026-12-01T10:00:00Z or +01:00")
+    return value
+
+
+def _name(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters or line breaks")
+    return value
+
+
+Subject = Annotated[str, StringConstraints(max_length=MAX_SUBJECT_LENGTH), AfterValidator(_subject)]
+Content = Annotated[str, AfterValidator(_content)]
+SendAt = Annotated[datetime | None, AfterValidator(_aware)]
+Email = Annotated[str, AfterValidator(normalize_email)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_NAME_LENGTH), AfterValidator(_name)]
+
+
+class CampaignCreate(Strict):
+    """The body of POST /admin/campaigns."""
+
+    subject: Subject
+    content: Content
+    format: ContentFormat = ContentFormat.MARKDOWN
+    send_at: SendAt = None
+
+
+class CampaignUpdate(Strict):
+    """The body of PATCH /admin/campaigns/{id}: only the fields given change; ``send_at: null`` unschedules."""
+
+    subject: Subject | None = None
+    content: Content | None = None
+    format: ContentFormat | None = None
+    send_at: SendAt = None
+
+
+class PreviewRequest(Strict):
+    """The body of POST /admin/campaigns/{id}/preview: whom to render it for (all optional)."""
+
+    email: Email | None = None
+    name: Name | None = None
+
+
+class DraftPreviewRequest(PreviewRequest):
+    """The body of POST /admin/campaigns/preview: unsaved content, rendered for a sample recipient."""
+
+    subject: Subject
+    content: Content
+    format: ContentFormat = ContentFormat.MARKDOWN
+
+
+class TestSendRequest(Strict):
+    """The body of POST /admin/campaigns/{id}/test: one address to send a test copy to."""
+
+    email: Email
+    name: Name | None = None
+
+
+COUNTERS = ("recipients", "sent", "failed", "skipped", "uncertain", "resolved")
+
+
+class Campaign(BaseModel):
+    """A campaign as stored (the campaigns table, key ``id``), counters included."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    id: str
+    subject: str
+    content: str
+    format: ContentFormat
+    status: CampaignStatus
+    send_at: str | None = None
+    created_at: str
+    updated_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    cancelled_at: str | None = None
+    segments: int = 0
+    segments_left: int = 0
+    recipients: int = 0
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    uncertain: int = 0
+    resolved: int = 0
+
+    @property
+    def queued(self) -> int:
+        """Recipients on the queue or being sent: selected, not yet resolved."""
+        return self.recipients - self.resolved
+
+    @property
+    def fanout_done(self) -> bool:
+        return self.status is not CampaignStatus.DRAFT and self.segments > 0 and self.segments_left == 0
+
+    def public(self) -> dict[str, object]:
+        """The API's view of a campaign."""
+        return {
+            "id": self.id,
+            "subject": self.subject,
+            "content": self.content,
+            "format": self.format.value,
+            "status": self.status.value,
+            "send_at": self.send_at,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "cancelled_at": self.cancelled_at,
+            "fanout_done": self.fanout_done,
+            "counters": {
+                "recipients": self.recipients,
+                "queued": self.queued,
+                "sent": self.sent,
+                "failed": self.failed,
+                "skipped": self.skipped,
+                "uncertain": self.uncertain,
+            },
+        }
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The final status of one record. ``claim`` is the claim token it must still hold; None
+    means the record was never claimed (it is created, or a released one is taken over)."""
+
+    subscriber_id: str
+    email: str
+    status: DeliveryStatus
+    claim: str | None = None
+    message_id: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    """One fan-out scan page: its recipients and where the next page starts (None: the end)."""
+
+    recipients: list[Recipient]
+    next_cursor: str | None

@@ -3,8 +3,10 @@ and the time budget that keeps a worker from being cut off by its Lambda timeout
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from mailroom.errors import TaskRetry
@@ -19,6 +21,22 @@ SAFETY_MARGIN_MS = 15_000
 
 class HasRemainingTime(Protocol):
     def get_remaining_time_in_millis(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The time an invocation may still start work in: until ``deadline`` (``time.monotonic``)."""
+
+    deadline: float
+
+    def expired(self) -> bool:
+        return time.monotonic() >= self.deadline
+
+    @classmethod
+    def of(cls, context: HasRemainingTime | None, margin_ms: int = SAFETY_MARGIN_MS) -> Budget:
+        if context is None:
+            return cls(float("inf"))
+        return cls(time.monotonic() + (context.get_remaining_time_in_millis() - margin_ms) / 1000)
 
 
 def time_budget(context: HasRemainingTime | None, margin_ms: int = SAFETY_MARGIN_MS) -> Callable[[], bool]:
@@ -38,17 +56,21 @@ _METRIC_OF = {
 }
 
 
-def count_deliveries(deliveries: Sequence[Delivery]) -> dict[str, int]:
-    """Emit one metric per outcome (and throttles) for a task; returns the counts."""
-    counts = Counter(delivery.outcome.value for delivery in deliveries)
-    throttled = sum(1 for delivery in deliveries if delivery.throttled)
+def count_outcomes(counts: Mapping[Outcome, int], throttled: int = 0) -> None:
+    """Emit one metric per outcome (and throttles) for a task."""
     metrics.add_metric(name="TasksProcessed", unit=MetricUnit.Count, value=1)
     for outcome, name in _METRIC_OF.items():
-        if counts[outcome.value]:
-            metrics.add_metric(name=name, unit=MetricUnit.Count, value=counts[outcome.value])
+        if counts.get(outcome):
+            metrics.add_metric(name=name, unit=MetricUnit.Count, value=counts[outcome])
     if throttled:
         metrics.add_metric(name="MailsThrottled", unit=MetricUnit.Count, value=throttled)
-    return dict(counts)
+
+
+def count_deliveries(deliveries: Sequence[Delivery]) -> dict[str, int]:
+    """Emit the metrics of a task's deliveries; returns the counts."""
+    counts = Counter(delivery.outcome for delivery in deliveries)
+    count_outcomes(counts, sum(1 for delivery in deliveries if delivery.throttled))
+    return {outcome.value: count for outcome, count in counts.items()}
 
 
 def raise_if_retry(deliveries: Sequence[Delivery]) -> None:

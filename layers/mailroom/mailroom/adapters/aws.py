@@ -19,10 +19,16 @@ if TYPE_CHECKING:
 # Standard mode retries throttling and 5xx with jittered backoff; the logic adds its own
 # retries (through the queue) on top, so a few attempts here are enough. Worst case
 # 3 x (2 s + 5 s) stays well inside every function's timeout.
-CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5)
+# A worker sends from many threads: the connection pools are sized for them.
+POOL = 64
+CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5, max_pool_connections=POOL
+)
 # Sending a mail is not idempotent: one attempt per call, never a retry behind our back
 # after an answer was lost (which could deliver the same mail twice).
-SEND_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=2, read_timeout=10)
+SEND_CONFIG = Config(
+    retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=2, read_timeout=10, max_pool_connections=POOL
+)
 
 
 def _client(service: str, config: Config = CONFIG) -> Any:
@@ -41,4 +47,10 @@ def sqs_client() -> SQSClient:
 
 def sesv2_client() -> SESV2Client:
     client: SESV2Client = _client("sesv2", SEND_CONFIG)
+    return client
+
+
+def sesv2_read_client() -> SESV2Client:
+    """For SES calls that change nothing (GetAccount): retried like every other client."""
+    client: SESV2Client = _client("sesv2")
     return client

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
@@ -94,6 +95,51 @@ class SubscriberRepository:
             if not start_key:
                 return
 
+    def scan_page(
+        self, segment: int, total_segments: int, cursor: str | None, limit: int
+    ) -> tuple[list[Subscriber], str | None]:
+        """One page of one parallel-scan segment: the subscribed subscribers among the next
+        ``limit`` items from ``cursor`` (an email; None = the start), and where the next page
+        starts (None = the segment is done)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Limit": limit,
+            "ConsistentRead": True,
+            "Segment": segment,
+            "TotalSegments": total_segments,
+            "FilterExpression": "#status = :subscribed",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": to_item({":subscribed": SubscriberStatus.SUBSCRIBED.value}),
+        }
+        if cursor is not None:
+            kwargs["ExclusiveStartKey"] = to_item({"email": cursor})
+        response = self.client.scan(**kwargs)
+        subscribers = [Subscriber.model_validate(from_item(item)) for item in response.get("Items", [])]
+        last = response.get("LastEvaluatedKey")
+        return subscribers, (str(from_item(last)["email"]) if last else None)
+
+    def get_many(self, emails: Sequence[str], attempts: int = 5) -> dict[str, Subscriber]:
+        """The subscribers with these addresses (absent ones are left out); BatchGetItem, 100 keys a call."""
+        found: dict[str, Subscriber] = {}
+        unique = list(dict.fromkeys(emails))
+        for start in range(0, len(unique), 100):
+            keys: list[dict[str, Any]] = [to_item({"email": email}) for email in unique[start : start + 100]]
+            for attempt in range(attempts):
+                response = self.client.batch_get_item(
+                    RequestItems={self.table_name: {"Keys": keys, "ConsistentRead": True}}
+                )
+                for item in response.get("Responses", {}).get(self.table_name, []):
+                    subscriber = Subscriber.model_validate(from_item(item))
+                    found[subscriber.email] = subscriber
+                unprocessed: dict[str, Any] = dict(response.get("UnprocessedKeys") or {})
+                keys = list(unprocessed.get(self.table_name, {}).get("Keys", []))
+                if not keys:
+                    break
+                time.sleep(min(0.05 * 2**attempt, 1.0))
+            else:
+                raise RuntimeError(f"{len(keys)} subscriber(s) not read after {attempts} attempts")
+        return found
+
 
 class ResultLedger:
     """One record per mail, keyed (pk = the mail's run, e.g. "welcome" or an edition; sk = subscriber id).
@@ -111,15 +157,25 @@ class ResultLedger:
 
     def claim(self, pk: str, sk: str, now: str) -> bool:
         """Claim the right to send this mail. False if it is sent, failed, or being sent."""
+        claimed, _ = self.try_claim(pk, sk, now)
+        return claimed
+
+    def try_claim(
+        self, pk: str, sk: str, now: str, extra: Mapping[str, Any] | None = None
+    ) -> tuple[bool, dict[str, Any] | None]:
+        """Claim the record (setting ``extra`` too); on refusal, also the record that refused it."""
+        extra = dict(extra or {})
+        sets = ", ".join(f"#{key} = :{key}" for key in extra)
         try:
             self.client.update_item(
                 TableName=self.table_name,
                 Key=self._key(pk, sk),
                 UpdateExpression=(
                     "SET #status = :sending, claimed_at = :now, attempts = if_not_exists(attempts, :zero) + :one"
+                    + (f", {sets}" if sets else "")
                 ),
                 ConditionExpression="attribute_not_exists(pk) OR #status = :released",
-                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeNames={"#status": "status"} | {f"#{key}": key for key in extra},
                 ExpressionAttributeValues=to_item(
                     {
                         ":sending": DeliveryStatus.SENDING.value,
@@ -128,11 +184,14 @@ class ResultLedger:
                         ":zero": 0,
                         ":one": 1,
                     }
+                    | {f":{key}": value for key, value in extra.items()}
                 ),
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except self.client.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
+        except self.client.exceptions.ConditionalCheckFailedException as exc:
+            item = getattr(exc, "response", {}).get("Item")
+            return False, from_item(item) if item else None
+        return True, None
 
     def _complete(self, pk: str, sk: str, status: DeliveryStatus, values: dict[str, Any]) -> None:
         names = {"#status": "status", **{f"#{key}": key for key in values}}

@@ -39,10 +39,13 @@ class TaskQueue:
         self.attempts = attempts
         self.sleep = sleep
 
-    def send(self, body: str, attributes: dict[str, str] | None = None) -> str:
-        """Put one message on the queue; returns its MessageId."""
+    def send(self, body: str, attributes: dict[str, str] | None = None, delay_seconds: int = 0) -> str:
+        """Put one message on the queue (invisible for ``delay_seconds``, at most 900); returns its MessageId."""
         response = self.client.send_message(
-            QueueUrl=self.queue_url, MessageBody=body, MessageAttributes=_attributes(attributes)
+            QueueUrl=self.queue_url,
+            MessageBody=body,
+            MessageAttributes=_attributes(attributes),
+            DelaySeconds=max(0, min(900, delay_seconds)),
         )
         return response["MessageId"]
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import Protocol
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol
 
-from mailroom.models import Subscriber
+from mailroom.models import Campaign, CampaignStatus, Page, Recipient, Resolution, Subscriber
 
 
 class Subscribers(Protocol):
@@ -17,7 +17,7 @@ class Subscribers(Protocol):
 
 
 class Queue(Protocol):
-    def send(self, body: str, attributes: dict[str, str] | None = None) -> str: ...
+    def send(self, body: str, attributes: dict[str, str] | None = None, delay_seconds: int = 0) -> str: ...
     def send_batch(self, bodies: Sequence[str], attributes: dict[str, str] | None = None) -> int: ...
 
 
@@ -31,3 +31,33 @@ class Ledger(Protocol):
 
 class MailSender(Protocol):
     def send(self, raw: bytes, from_address: str, to: str, tags: dict[str, str] | None = None) -> str: ...
+
+
+class CampaignStore(Protocol):
+    def get(self, campaign_id: str) -> Campaign | None: ...
+    def raw(self, campaign_id: str) -> dict[str, Any] | None: ...
+    def start(self, campaign_id: str, segments: int, now: str) -> Campaign | None: ...
+    def unstart(self, campaign_id: str, previous: Campaign, now: str) -> None: ...
+    def with_status(self, status: CampaignStatus, due_before: str | None = None) -> list[Campaign]: ...
+    def advance(
+        self, campaign_id: str, segment: int, seq: int, cursor: str | None, selected: int, now: str
+    ) -> bool: ...
+    def complete_if_done(self, campaign_id: str, now: str) -> bool: ...
+
+
+class ResultStore(Protocol):
+    def claim(
+        self, campaign_id: str, recipient: Recipient, token: str, now: str
+    ) -> tuple[bool, dict[str, Any] | None]: ...
+    def release(self, campaign_id: str, subscriber_id: str, error: str, now: str) -> None: ...
+    def resolve(self, campaign_id: str, resolutions: Sequence[Resolution], now: str) -> int: ...
+    def checkpoint(
+        self, campaign_id: str, segment: int, seq: int, scan: Callable[[], Page], now_epoch: int
+    ) -> tuple[Page, bool]: ...
+
+
+class SubscriberPages(Protocol):
+    def scan_page(
+        self, segment: int, total_segments: int, cursor: str | None, limit: int
+    ) -> tuple[list[Subscriber], str | None]: ...
+    def get_many(self, emails: Sequence[str], attempts: int = ...) -> dict[str, Subscriber]: ...

@@ -1,0 +1,71 @@
+"""Fan-out worker: one resumable step of a campaign's fan-out per fan-out queue message.
+
+A step reads a scan segment's position from the campaign, queues tasks page by page
+(each page checkpointed first), and queues its own continuation when its time budget is
+spent - so a campaign to millions never depends on one invocation finishing.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from mailroom.adapters.campaigns import CampaignRepository
+from mailroom.adapters.dynamodb import SubscriberRepository
+from mailroom.adapters.results import CampaignResults
+from mailroom.adapters.sqs import TaskQueue
+from mailroom.config import FanoutSettingsEnv
+from mailroom.logic.fanout import FanoutSettings, run_step
+from mailroom.models import FanoutStep
+from mailroom.observability import MetricUnit, logger, metrics, timed
+from mailroom.worker import Budget
+
+# A step stops starting pages this long before its timeout (one page takes well under a second).
+STEP_MARGIN_MS = 30_000
+
+settings = FanoutSettingsEnv.from_env(os.environ)
+campaigns = CampaignRepository(settings.campaigns_table)
+subscribers = SubscriberRepository(settings.subscribers_table)
+results = CampaignResults(settings.results_table, settings.campaigns_table)
+task_queue = TaskQueue(settings.newsletter_queue_url)
+fanout_queue = TaskQueue(settings.fanout_queue_url)
+fanout = FanoutSettings(
+    segments=settings.fanout_segments,
+    page_size=settings.page_size,
+    recipients_per_task=settings.recipients_per_task,
+)
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+metrics.set_default_dimensions(task_type="newsletter_fanout")
+
+
+def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> str:
+    step = FanoutStep.model_validate_json(record.body)
+    logger.set_correlation_id(step.correlation_id or record.message_id)
+    logger.append_keys(campaign_id=step.campaign_id, segment=step.segment)
+    with timed():
+        result = run_step(
+            step,
+            campaigns,
+            subscribers,
+            results,
+            task_queue,
+            fanout_queue,
+            fanout,
+            Budget.of(lambda_context, STEP_MARGIN_MS),
+        )
+    metrics.add_metric(name="TasksProcessed", unit=MetricUnit.Count, value=1)
+    metrics.add_metric(name="TasksQueued", unit=MetricUnit.Count, value=result.tasks)
+    metrics.add_metric(name="RecipientsQueued", unit=MetricUnit.Count, value=result.recipients)
+    logger.info("fan-out step", extra={"state": result.state, "pages": result.pages, "recipients": result.recipients})
+    return result.state
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -1,0 +1,275 @@
+"""DynamoDB: one result record per (campaign, recipient), the counters, and fan-out checkpoints.
+
+Records live in the results table under ``pk = campaign#<id>``, ``sk = <subscriber id>``:
+claimed (``sending``, with a random claim token) before the send, then *resolved* to
+``sent``, ``failed``, ``skipped`` or ``uncertain``. A resolution and the matching counter
+increments on the campaign item commit in one ``TransactWriteItems``, so the counters
+always equal the records. Resolutions are buffered and committed up to
+``RESOLUTIONS_PER_TRANSACTION`` at a time.
+
+Records that did not reach the recipient carry ``problem = <campaign id>#<status>``, a
+sparse index (``Problems``) that pages through "who did not get it, and why" without
+reading the sent ones.
+
+Fan-out checkpoints live under ``pk = fanout#<id>``: the recipients of one scan page,
+written before their tasks are queued, so a retried fan-out step replays exactly the same
+tasks (see ``logic.fanout``). They expire (TTL ``expires_at``) after two weeks.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from mailroom.adapters.aws import dynamodb_client
+from mailroom.adapters.campaigns import decode_cursor, encode_cursor
+from mailroom.adapters.dynamodb import ResultLedger, from_item, to_item
+from mailroom.errors import MailroomError
+from mailroom.models import DeliveryStatus, Page, Recipient, Resolution
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+# 25 records + the counters item per transaction (the limit is 100 items): small enough to
+# keep the window between a send and its record short, large enough to amortise.
+RESOLUTIONS_PER_TRANSACTION = 25
+TRANSACTION_ATTEMPTS = 8
+CHECKPOINT_TTL_SECONDS = 14 * 24 * 3600
+PROBLEM_STATUSES = frozenset({DeliveryStatus.FAILED, DeliveryStatus.SKIPPED, DeliveryStatus.UNCERTAIN})
+_COUNTER_OF = {
+    DeliveryStatus.SENT: "sent",
+    DeliveryStatus.FAILED: "failed",
+    DeliveryStatus.SKIPPED: "skipped",
+    DeliveryStatus.UNCERTAIN: "uncertain",
+}
+
+
+def campaign_pk(campaign_id: str) -> str:
+    return f"campaign#{campaign_id}"
+
+
+class ResolveError(MailroomError):
+    """The resolutions could not be committed (after retries); the records stay as they were."""
+
+
+class CampaignResults:
+    def __init__(
+        self,
+        results_table: str,
+        campaigns_table: str,
+        client: DynamoDBClient | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.results_table = results_table
+        self.campaigns_table = campaigns_table
+        self.client = client or dynamodb_client()
+        self.ledger = ResultLedger(results_table, self.client)
+        self.sleep = sleep
+
+    # -- one record -----------------------------------------------------------------------
+    def claim(self, campaign_id: str, recipient: Recipient, token: str, now: str) -> tuple[bool, dict[str, Any] | None]:
+        """Claim the record for sending; on refusal, the record as it is."""
+        return self.ledger.try_claim(
+            campaign_pk(campaign_id), recipient.id, now, {"claim": token, "email": recipient.email}
+        )
+
+    def release(self, campaign_id: str, subscriber_id: str, error: str, now: str) -> None:
+        """Give the claim back after a transient failure: a later delivery may send it."""
+        self.ledger.release(campaign_pk(campaign_id), subscriber_id, error, now)
+
+    def get(self, campaign_id: str, subscriber_id: str) -> dict[str, Any] | None:
+        return self.ledger.get(campaign_pk(campaign_id), subscriber_id)
+
+    # -- resolving, with the counters -----------------------------------------------------
+    def resolve(self, campaign_id: str, resolutions: Sequence[Resolution], now: str) -> int:
+        """Commit final statuses and the counters together; returns how many records changed.
+
+        A record whose condition no longer holds (another delivery resolved it first) is
+        left out and the rest retried; conflicts and throttling are retried with backoff.
+        """
+        applied = 0
+        for start in range(0, len(resolutions), RESOLUTIONS_PER_TRANSACTION):
+            applied += self._commit(campaign_id, list(resolutions[start : start + RESOLUTIONS_PER_TRANSACTION]), now)
+        return applied
+
+    def _commit(self, campaign_id: str, pending: list[Resolution], now: str) -> int:
+        for attempt in range(TRANSACTION_ATTEMPTS):
+            if not pending:
+                return 0
+            try:
+                self.client.transact_write_items(
+                    TransactItems=self._items(campaign_id, pending, now)  # type: ignore[arg-type]
+                )
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                    code = exc.response.get("Error", {}).get("Code", "")
+                    if code not in (
+                        "ThrottlingException",
+                        "ProvisionedThroughputExceededException",
+                        "InternalServerError",
+                    ):
+                        raise
+                    self._backoff(attempt)
+                    continue
+                reasons = exc.response.get("CancellationReasons") or []
+                stale = {
+                    index
+                    for index, reason in enumerate(reasons[: len(pending)])
+                    if reason.get("Code") == "ConditionalCheckFailed"
+                }
+                if stale:
+                    pending = [resolution for index, resolution in enumerate(pending) if index not in stale]
+                else:
+                    self._backoff(attempt)  # TransactionConflict, throttling: the same again, later
+                continue
+            return len(pending)
+        raise ResolveError(f"{len(pending)} result record(s) not committed after {TRANSACTION_ATTEMPTS} attempts")
+
+    def _backoff(self, attempt: int) -> None:
+        self.sleep(min(2.0, 0.05 * 2**attempt) * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not crypto
+
+    def _items(self, campaign_id: str, pending: list[Resolution], now: str) -> list[dict[str, Any]]:
+        pk = campaign_pk(campaign_id)
+        items: list[dict[str, Any]] = []
+        counts = dict.fromkeys(_COUNTER_OF.values(), 0)
+        for resolution in pending:
+            counts[_COUNTER_OF[resolution.status]] += 1
+            values: dict[str, Any] = {
+                ":status": resolution.status.value,
+                ":now": now,
+                ":email": resolution.email,
+            }
+            sets = ["#status = :status", "resolved_at = :now", "email = :email"]
+            removes = ["#claim"]
+            if resolution.message_id:
+                sets.append("message_id = :message_id")
+                values[":message_id"] = resolution.message_id
+            if resolution.error:
+                sets.append("#error = :error")
+                values[":error"] = resolution.error
+            if resolution.status in PROBLEM_STATUSES:
+                sets.append("problem = :problem")
+                values[":problem"] = f"{campaign_id}#{resolution.status.value}"
+            if resolution.claim is None:
+                condition = "attribute_not_exists(pk) OR #status = :released"
+                values[":released"] = DeliveryStatus.RELEASED.value
+            else:
+                condition = "#status = :sending AND #claim = :claim"
+                values |= {":sending": DeliveryStatus.SENDING.value, ":claim": resolution.claim}
+            names = {"#status": "status", "#claim": "claim"}
+            if resolution.error:
+                names["#error"] = "error"
+            items.append(
+                {
+                    "Update": {
+                        "TableName": self.results_table,
+                        "Key": to_item({"pk": pk, "sk": resolution.subscriber_id}),
+                        "UpdateExpression": f"SET {', '.join(sets)} REMOVE {', '.join(removes)}",
+                        "ConditionExpression": condition,
+                        "ExpressionAttributeNames": names,
+                        "ExpressionAttributeValues": to_item(values),
+                    }
+                }
+            )
+        counters = {name: count for name, count in counts.items() if count} | {"resolved": len(pending)}
+        items.append(
+            {
+                "Update": {
+                    "TableName": self.campaigns_table,
+                    "Key": to_item({"id": campaign_id}),
+                    "UpdateExpression": "ADD " + ", ".join(f"#{name} :{name}" for name in counters),
+                    "ConditionExpression": "attribute_exists(id)",
+                    "ExpressionAttributeNames": {f"#{name}": name for name in counters},
+                    "ExpressionAttributeValues": to_item({f":{name}": count for name, count in counters.items()}),
+                }
+            }
+        )
+        return items
+
+    # -- listing ------------------------------------------------------------------------
+    def recipients(
+        self, campaign_id: str, status: DeliveryStatus | None, limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of records, optionally of one status, and the cursor of the next page."""
+        if status in PROBLEM_STATUSES:
+            kwargs: dict[str, Any] = {
+                "IndexName": "Problems",
+                "KeyConditionExpression": "problem = :problem",
+                "ExpressionAttributeValues": to_item({":problem": f"{campaign_id}#{status.value}"}),
+            }
+            fields: tuple[str, ...] = ("pk", "sk", "problem")
+        else:
+            kwargs = {
+                "KeyConditionExpression": "pk = :pk",
+                "ExpressionAttributeValues": to_item({":pk": campaign_pk(campaign_id)}),
+                "ConsistentRead": True,
+            }
+            fields = ("pk", "sk")
+            if status is not None:
+                kwargs["FilterExpression"] = "#status = :status"
+                kwargs["ExpressionAttributeNames"] = {"#status": "status"}
+                kwargs["ExpressionAttributeValues"] |= to_item({":status": status.value})
+        start = decode_cursor(cursor, fields)
+        found: list[dict[str, Any]] = []
+        while True:
+            request = {"TableName": self.results_table, "Limit": limit - len(found), **kwargs}
+            if start:
+                request["ExclusiveStartKey"] = start
+            response = self.client.query(**request)
+            found.extend(_public_record(from_item(item)) for item in response.get("Items", []))
+            start = response.get("LastEvaluatedKey")
+            if not start or len(found) >= limit:
+                return found, encode_cursor(start)
+
+    # -- fan-out checkpoints --------------------------------------------------------------
+    def checkpoint(
+        self, campaign_id: str, segment: int, seq: int, scan: Callable[[], Page], now_epoch: int
+    ) -> tuple[Page, bool]:
+        """The page recorded for (segment, seq); scans and records it first if there is none.
+
+        Returns the page and whether it was replayed from an earlier attempt.
+        """
+        key = to_item({"pk": f"fanout#{campaign_id}", "sk": f"{segment:03d}#{seq:09d}"})
+        item = self.client.get_item(TableName=self.results_table, Key=key, ConsistentRead=True).get("Item")
+        if item:
+            return _page_of(from_item(item)), True
+        page = scan()
+        data = json.dumps(
+            {"r": [r.model_dump(exclude_none=True) for r in page.recipients], "next": page.next_cursor},
+            separators=(",", ":"),
+        ).encode()
+        try:
+            self.client.put_item(
+                TableName=self.results_table,
+                Item=key | to_item({"data": zlib.compress(data), "expires_at": now_epoch + CHECKPOINT_TTL_SECONDS}),
+                ConditionExpression="attribute_not_exists(pk)",
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            # Another step recorded this page meanwhile: use its version, not ours.
+            item = self.client.get_item(TableName=self.results_table, Key=key, ConsistentRead=True)["Item"]
+            return _page_of(from_item(item)), True
+        return page, False
+
+
+def _page_of(item: dict[str, Any]) -> Page:
+    data = json.loads(zlib.decompress(bytes(item["data"])))
+    return Page([Recipient.model_validate(r) for r in data["r"]], data.get("next"))
+
+
+def _public_record(item: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "subscriber_id": item["sk"],
+        "email": item.get("email"),
+        "status": item.get("status"),
+        "error": item.get("error"),
+        "message_id": item.get("message_id"),
+        "claimed_at": item.get("claimed_at"),
+        "resolved_at": item.get("resolved_at"),
+        "attempts": int(item.get("attempts", 0)),
+    }

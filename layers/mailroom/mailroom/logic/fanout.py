@@ -1,0 +1,156 @@
+"""Starting a campaign and fanning it out: resumable steps over parallel scan segments.
+
+Starting (``start_campaign``) is one conditional write (draft/scheduled -> sending) and one
+``SendMessageBatch`` of fan-out steps, one per scan segment. A step (``run_step``) works on
+one segment, page by page, until its time budget is spent, then queues its continuation:
+
+1. read the segment's position (``seg<k>_seq`` and ``seg<k>_cursor``) from the campaign;
+2. take the page recorded for that position - or scan it and record it first
+   (a *checkpoint*: the recipients of the page, written before any task is queued);
+3. queue the page's tasks, ``recipients_per_task`` recipients each, ten per SendMessageBatch;
+4. move the position on, counting the page's recipients, with a write conditioned on the
+   position read in 1.
+
+A crash anywhere repeats at most steps 2-4 of one page: the retried step replays the same
+checkpoint, so it queues the very same tasks (the workers' claims make the duplicates
+harmless) and counts the page once. Nobody is skipped, nobody is counted twice, even if the
+subscribers table changed in between. Two steps racing on one segment are safe the same way:
+only one of them moves the position.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from mailroom.logic.ports import CampaignStore, Queue, ResultStore, SubscriberPages
+from mailroom.models import Campaign, CampaignStatus, CampaignTask, FanoutStep, Page, Recipient, iso, utcnow
+from mailroom.observability import logger
+from mailroom.worker import Budget
+
+
+@dataclass(frozen=True)
+class FanoutSettings:
+    segments: int = 4
+    page_size: int = 500
+    recipients_per_task: int = 50
+
+
+@dataclass
+class StepResult:
+    campaign_id: str
+    segment: int
+    pages: int = 0
+    recipients: int = 0
+    tasks: int = 0
+    replayed: int = 0
+    state: str = "continued"  # continued | done | stopped
+
+
+def start_campaign(
+    campaign: Campaign,
+    campaigns: CampaignStore,
+    fanout_queue: Queue,
+    segments: int,
+    now: datetime,
+    correlation_id: str | None = None,
+) -> Campaign | None:
+    """draft/scheduled -> sending, and queue its fan-out. None if it was not startable (any more)."""
+    started = campaigns.start(campaign.id, segments, iso(now))
+    if started is None:
+        return None
+    steps = [
+        FanoutStep(campaign_id=campaign.id, segment=k, correlation_id=correlation_id).model_dump_json(exclude_none=True)
+        for k in range(segments)
+    ]
+    try:
+        fanout_queue.send_batch(steps)
+    except Exception:
+        campaigns.unstart(campaign.id, campaign, iso(now))
+        raise
+    logger.info("campaign started", extra={"campaign_id": campaign.id, "segments": segments})
+    return started
+
+
+def resume_stalled(
+    campaigns: CampaignStore, fanout_queue: Queue, now: datetime, stalled_after_seconds: int = 900
+) -> list[str]:
+    """Queue the steps again for every sending campaign whose fan-out has not moved for a while
+    (e.g. a continuation that could not be queued). Steps of finished segments end at once."""
+    resumed: list[str] = []
+    threshold = iso(datetime.fromtimestamp(now.timestamp() - stalled_after_seconds, tz=now.tzinfo))
+    for campaign in campaigns.with_status(CampaignStatus.SENDING):
+        if campaign.fanout_done or campaign.updated_at > threshold:
+            continue
+        fanout_queue.send_batch(
+            [FanoutStep(campaign_id=campaign.id, segment=k).model_dump_json() for k in range(campaign.segments)]
+        )
+        resumed.append(campaign.id)
+        logger.warning("stalled fan-out resumed", extra={"campaign_id": campaign.id})
+    return resumed
+
+
+def pack(page: list[Recipient], campaign_id: str, name: str, per_task: int, correlation_id: str | None) -> list[str]:
+    """The task bodies of one page: ``per_task`` recipients each, named ``<name>.<index>``."""
+    return [
+        CampaignTask(
+            campaign_id=campaign_id,
+            task=f"{name}.{index}",
+            recipients=page[start : start + per_task],
+            correlation_id=correlation_id,
+        ).model_dump_json(exclude_none=True)
+        for index, start in enumerate(range(0, len(page), per_task))
+    ]
+
+
+def run_step(
+    step: FanoutStep,
+    campaigns: CampaignStore,
+    subscribers: SubscriberPages,
+    results: ResultStore,
+    task_queue: Queue,
+    fanout_queue: Queue,
+    settings: FanoutSettings,
+    budget: Budget,
+    clock: Callable[[], datetime] = utcnow,
+) -> StepResult:
+    result = StepResult(step.campaign_id, step.segment)
+    item = campaigns.raw(step.campaign_id)
+    k = step.segment
+    if not item or item.get("status") != CampaignStatus.SENDING.value or f"seg{k}_seq" not in item:
+        result.state = "stopped"
+        return result
+    if item.get(f"seg{k}_done"):
+        result.state = "done"
+        return result
+    seq = int(item[f"seg{k}_seq"])
+    cursor: str | None = item.get(f"seg{k}_cursor")
+    total = int(item["segments"])
+
+    def scan() -> Page:
+        found, next_cursor = subscribers.scan_page(k, total, cursor, settings.page_size)
+        return Page([Recipient(id=s.id, email=s.email, name=s.name) for s in found], next_cursor)
+
+    while True:
+        page, replayed = results.checkpoint(step.campaign_id, k, seq, scan, int(time.time()))
+        tasks = pack(page.recipients, step.campaign_id, f"{k}.{seq}", settings.recipients_per_task, step.correlation_id)
+        if tasks:
+            task_queue.send_batch(tasks)
+        if not campaigns.advance(step.campaign_id, k, seq, page.next_cursor, len(page.recipients), iso(clock())):
+            logger.info("another step moved this segment on; stopping", extra={"campaign_id": step.campaign_id})
+            result.state = "stopped"
+            return result
+        result.pages += 1
+        result.recipients += len(page.recipients)
+        result.tasks += len(tasks)
+        result.replayed += int(replayed)
+        seq, cursor = seq + 1, page.next_cursor
+        if cursor is None:
+            result.state = "done"
+            campaigns.complete_if_done(step.campaign_id, iso(clock()))
+            return result
+        if budget.expired():
+            fanout_queue.send(step.model_dump_json(exclude_none=True))
+            return result
