@@ -23,8 +23,12 @@ from moto import mock_aws
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "Mailroom")
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "mailroom-tests")
 
+from mailroom_local.moto_ext import install as install_moto_extensions
 from mailroom_local.template import Stack
 from tests.support import ACCOUNT, REGION, ROOT, TEMPLATE
+
+# SES v2 GetAccount (which moto lacks) reports a rate that never slows a test down.
+install_moto_extensions(max_send_rate=1000.0)
 
 
 @pytest.fixture(autouse=True)
@@ -61,9 +65,10 @@ class LambdaContext:
     aws_request_id: str = "00000000-0000-4000-8000-000000000000"
     log_group_name: str = "/aws/lambda/test-function"
     log_stream_name: str = "2026/11/28/[$LATEST]test"
+    remaining_ms: int = 30_000
 
     def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+        return self.remaining_ms
 
 
 @pytest.fixture

@@ -48,12 +48,14 @@ admin = CampaignAdmin(
     segments=settings.fanout_segments,
 )
 RECIPIENT_STATUSES = tuple(status.value for status in DeliveryStatus)
+# Room for a campaign's content (at most 100 KiB) escaped into JSON.
+MAX_BODY_BYTES = 256 * 1024
 
 app = APIGatewayRestResolver()
 
 
 def _body(model: type[Any]) -> Any:
-    return parse_json_body(app.current_event.raw_event, model)
+    return parse_json_body(app.current_event.raw_event, model, max_bytes=MAX_BODY_BYTES)
 
 
 def _optional_body(model: type[Any]) -> Any:
@@ -166,4 +168,5 @@ install_error_handlers(app)
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    metrics.add_metric(name="AdminRequests", unit=MetricUnit.Count, value=1)
     return app.resolve(event, context)

@@ -3,7 +3,9 @@
 Covers what the Mailroom stack cannot show quickly: redrive to the dead-letter queue after
 maxReceiveCount, partial batch responses, invalid batch responses, handler errors, crashes
 and timeouts (502 like API Gateway, environment restarted), the API Gateway event and
-response mapping, and a schedule's Input with Scheduler's context attributes.
+response mapping, a schedule's Input with Scheduler's context attributes, concurrent
+invocations with ScalingConfig.MaximumConcurrency, PublicUrl set to the runtime's URL and
+SES v2 GetAccount.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 import pytest
 
 from mailroom_local import Runtime
-from tests.integration.conftest import http, start_runtime, wait_for
+from tests.integration.conftest import http, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -33,6 +35,12 @@ Parameters:
   Stage:
     Type: String
     Default: test
+  PublicUrl:
+    Type: String
+    Default: ""
+  Concurrency:
+    Type: Number
+    Default: 2
 Globals:
   Function:
     Runtime: python3.13
@@ -41,6 +49,7 @@ Globals:
       Variables:
         RECORD_DIR: !Ref RecordDir
         STAGE: !Ref Stage
+        PUBLIC_URL: !Ref PublicUrl
 Resources:
   JobsDeadLetterQueue:
     Type: AWS::SQS::Queue
@@ -86,6 +95,34 @@ Resources:
           Type: SQS
           Properties:
             Queue: !GetAtt Doomed.Arn
+            BatchSize: 1
+  Parallel:
+    Type: AWS::SQS::Queue
+  Serial:
+    Type: AWS::SQS::Queue
+  ParallelFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: code/
+      Handler: app.slow
+      Events:
+        ParallelTasks:
+          Type: SQS
+          Properties:
+            Queue: !GetAtt Parallel.Arn
+            BatchSize: 1
+            ScalingConfig:
+              MaximumConcurrency: !Ref Concurrency
+  SerialFunction:
+    Type: AWS::Serverless::Function
+    Properties:
+      CodeUri: code/
+      Handler: app.slow
+      Events:
+        SerialTasks:
+          Type: SQS
+          Properties:
+            Queue: !GetAtt Serial.Arn
             BatchSize: 1
   ApiFunction:
     Type: AWS::Serverless::Function
@@ -169,6 +206,14 @@ def doomed(event, context):
     raise RuntimeError("this message can never be processed")
 
 
+def slow(event, context):
+    for record in event["Records"]:
+        started = time.time()
+        time.sleep(1.5)
+        _record(context.function_name, {"body": record["body"], "start": started, "end": time.time(),
+                                        "stream": context.log_stream_name})
+
+
 def tick(event, context):
     _record("tick", event)
     return {"ticked": True}
@@ -193,8 +238,8 @@ def api(event, context):
         "multiValueHeaders": {"Set-Cookie": ["a=1", "b=2"]},
         "body": json.dumps({"event": event, "remaining": context.get_remaining_time_in_millis(),
                             "function": context.function_name, "env": {k: os.environ.get(k) for k in (
-                                "STAGE", "AWS_LAMBDA_FUNCTION_NAME", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID",
-                                "LAMBDA_TASK_ROOT", "AWS_REGION")}}),
+                                "STAGE", "PUBLIC_URL", "AWS_LAMBDA_FUNCTION_NAME", "AWS_ENDPOINT_URL",
+                                "AWS_ACCESS_KEY_ID", "LAMBDA_TASK_ROOT", "AWS_REGION")}}),
     }
 """
 
@@ -219,9 +264,17 @@ def stack_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+SES_MAX_SEND_RATE = 42.0
+
+
 @pytest.fixture(scope="module")
 def runtime(stack_dir: Path) -> Iterator[Runtime]:
-    started = start_runtime(stack_dir / "template.yaml", {"RecordDir": str(stack_dir / "records")})
+    started = Runtime(
+        stack_dir / "template.yaml",
+        port=0,
+        overrides={"RecordDir": str(stack_dir / "records")},
+        ses_max_send_rate=SES_MAX_SEND_RATE,
+    ).start()
     try:
         yield started
     finally:
@@ -321,6 +374,7 @@ def test_the_api_event_and_response_mapping(runtime: Runtime) -> None:
     assert data["function"] == "ApiFunction"
     env = data["env"]
     assert env["STAGE"] == "test" and env["AWS_LAMBDA_FUNCTION_NAME"] == "ApiFunction"
+    assert env["PUBLIC_URL"] == runtime.url  # PublicUrl: the runtime's URL, with the port it got
     assert env["AWS_ENDPOINT_URL"] == runtime.endpoint_url and env["AWS_ACCESS_KEY_ID"] == "testing"
     assert env["LAMBDA_TASK_ROOT"].endswith("code") and env["AWS_REGION"] == "us-east-1"
 
@@ -409,3 +463,35 @@ def test_health_names_the_functions_that_failed_to_initialise(runtime: Runtime) 
     assert report["status"] == "failing"
     assert list(report["functions"]) == ["BrokenFunction"]
     assert "Runtime.ImportModuleError" in report["functions"]["BrokenFunction"]
+
+
+def test_maximum_concurrency_runs_invocations_at_once_and_without_it_one_at_a_time(
+    runtime: Runtime, stack_dir: Path
+) -> None:
+    send(runtime, "Parallel", "p1", "p2")
+    send(runtime, "Serial", "s1", "s2")
+    assert wait_for(
+        lambda: len(records(stack_dir, "ParallelFunction")) == 2 and len(records(stack_dir, "SerialFunction")) == 2,
+        timeout=20.0,
+        interval=0.2,
+    )
+    first, second = records(stack_dir, "ParallelFunction")
+    assert first["start"] < second["end"] and second["start"] < first["end"]  # they overlap
+    assert first["stream"] != second["stream"]  # in two execution environments
+    first, second = sorted(records(stack_dir, "SerialFunction"), key=lambda r: r["start"])
+    assert second["start"] >= first["end"]  # one at a time
+    assert first["stream"] == second["stream"]  # in one environment
+    assert len(runtime.sandboxes["ParallelFunction"].environments) == 2
+    assert len(runtime.sandboxes["SerialFunction"].environments) == 1
+    assert wait_for(lambda: depth(runtime, "Parallel") == (0, 0) and depth(runtime, "Serial") == (0, 0), timeout=5.0)
+
+
+def test_public_url_is_the_runtimes_own_url(runtime: Runtime) -> None:
+    assert runtime.stack.parameters["PublicUrl"] == runtime.url
+    assert runtime.url.startswith("http://127.0.0.1:") and not runtime.url.endswith(":0")
+
+
+def test_ses_get_account_answers_through_the_runtimes_moto(runtime: Runtime) -> None:
+    quota = runtime.client("sesv2").get_account()["SendQuota"]
+    assert quota["MaxSendRate"] == SES_MAX_SEND_RATE
+    assert quota["Max24HourSend"] == 50000.0

@@ -297,100 +297,6 @@ def test_a_malformed_task_fails_its_record_only(stack: Stack, load_function: Loa
     assert len(sent_mails()) == 1
 
 
-# --------------------------------------------------------------------------- newsletter
-
-
-def test_dispatcher_sample_event_fans_out_every_subscriber_in_tasks(
-    stack: Stack, load_function: Loader, context: LambdaContext
-) -> None:
-    for index in range(5):
-        _put_subscriber(stack, f"id-{index}", f"reader{index}@example.com")
-    app = load_function("NewsletterDispatcherFunction", RECIPIENTS_PER_TASK="2")
-    result = app.lambda_handler(load_event("newsletter_dispatcher_schedule.json"), context)
-    assert result == {"edition": "newsletter-2026-11-28", "recipients": 5, "tasks": 3}
-    tasks = queue_messages(stack, "NewsletterQueue")
-    assert sorted(len(task["recipients"]) for task in tasks) == [1, 2, 2]
-    assert {task["edition"] for task in tasks} == {"newsletter-2026-11-28"}
-    recipients = sorted(r["email"] for task in tasks for r in task["recipients"])
-    assert recipients == [f"reader{index}@example.com" for index in range(5)]
-
-
-def test_dispatcher_edition_follows_the_schedule_time_zone(
-    stack: Stack, load_function: Loader, context: LambdaContext
-) -> None:
-    _put_subscriber(stack, "id-1", "reader@example.com")
-    app = load_function("NewsletterDispatcherFunction", NEWSLETTER_TIMEZONE="Pacific/Auckland")
-    event = {**load_event("newsletter_dispatcher_schedule.json"), "scheduledTime": "2026-11-28T21:00:00Z"}
-    # 21:00 UTC on the 28th is 10:00 on the 29th in Auckland (NZDT, UTC+13)
-    assert app.lambda_handler(event, context)["edition"] == "newsletter-2026-11-29"
-
-
-def test_newsletter_worker_sample_event_sends_each_recipient_once(
-    stack: Stack, load_function: Loader, context: LambdaContext
-) -> None:
-    event = load_event("newsletter_worker_sqs.json")
-    app = load_function("NewsletterWorkerFunction")
-    assert app.lambda_handler(event, context) == {"batchItemFailures": []}
-    mails = sent_mails()
-    assert sorted(to for mail in mails for to in mail.to) == [
-        "ada@example.com",
-        "alan@example.com",
-        "grace@example.com",
-    ]
-    assert all(mail.subject == "Mailroom newsletter - 28 November 2026" for mail in mails)
-    assert all(mail.html and mail.text for mail in mails)
-    results = _results(stack, "newsletter-2026-11-28")
-    assert {result["status"] for result in results.values()} == {"sent"}
-    assert len(results) == 3
-    # a duplicate delivery of the same task sends nothing more
-    assert app.lambda_handler(event, context) == {"batchItemFailures": []}
-    assert len(sent_mails()) == 3
-
-
-def test_newsletter_partial_failure_retries_only_the_unsent(
-    stack: Stack, load_function: Loader, context: LambdaContext
-) -> None:
-    event = load_event("newsletter_worker_sqs.json")
-    app = load_function("NewsletterWorkerFunction")
-    real_send = app.mailer.client.send_email
-    calls = {"n": 0}
-
-    def flaky(**kwargs: Any) -> Any:
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise ClientError({"Error": {"Code": "InternalFailure", "Message": "try later"}}, "SendEmail")
-        return real_send(**kwargs)
-
-    with mock.patch.object(app.mailer.client, "send_email", side_effect=flaky):
-        first = app.lambda_handler(event, context)
-    assert first == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
-    assert len(sent_mails()) == 2
-    assert app.lambda_handler(event, context) == {"batchItemFailures": []}
-    assert sorted(to for mail in sent_mails() for to in mail.to) == [
-        "ada@example.com",
-        "alan@example.com",
-        "grace@example.com",
-    ]
-
-
-def test_a_worker_near_its_timeout_hands_its_records_back_unsent(
-    stack: Stack, load_function: Loader, context: LambdaContext
-) -> None:
-    # Given a newsletter task and an invocation with only 5 s left
-    event = load_event("newsletter_worker_sqs.json")
-    app = load_function("NewsletterWorkerFunction")
-    short = LambdaContext(aws_request_id="late")
-    with mock.patch.object(LambdaContext, "get_remaining_time_in_millis", return_value=5_000):
-        response = app.lambda_handler(event, short)
-    # Then it starts no send, claims nothing, and the record goes back to the queue
-    assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
-    assert sent_mails() == []
-    assert _results(stack, "newsletter-2026-11-28") == {}
-    # and with time to spare the redelivery sends them all
-    assert app.lambda_handler(event, context) == {"batchItemFailures": []}
-    assert len(sent_mails()) == 3
-
-
 def test_a_lost_ses_answer_is_not_retried_and_is_recorded_uncertain(
     stack: Stack, load_function: Loader, context: LambdaContext
 ) -> None:
@@ -402,8 +308,3 @@ def test_a_lost_ses_answer_is_not_retried_and_is_recorded_uncertain(
     assert _results(stack, "welcome")[task["subscriber_id"]]["status"] == "uncertain"
     assert app.lambda_handler(event, context) == {"batchItemFailures": []}
     assert sent_mails() == []
-
-
-def test_the_dispatcher_refuses_an_unknown_time_zone_at_cold_start(stack: Stack, load_function: Loader) -> None:
-    with pytest.raises(ValueError, match="unknown IANA time zone"):
-        load_function("NewsletterDispatcherFunction", NEWSLETTER_TIMEZONE="Mars/Olympus_Mons")

@@ -198,6 +198,31 @@ def test_a_parameter_without_default_needs_an_override() -> None:
     assert Stack(template, base_dir=Path("."), overrides={"Required": "x"}).parameters == {"Required": "x"}
 
 
+def test_runtime_defaults_fill_declared_parameters_no_override_sets() -> None:
+    stack = small({"Count": "7"})
+    assert stack.condition("IsDev")  # evaluated (and cached) before the new value
+    changed = stack.with_defaults({"Stage": "prod", "Count": "9", "Undeclared": "x"})
+    assert changed is not stack
+    assert changed.parameters["Stage"] == "prod"  # declared, not overridden: the runtime's value
+    assert changed.parameters["Count"] == "7"  # the override wins
+    assert "Undeclared" not in changed.parameters
+    assert changed.overrides == {"Count": "7", "Stage": "prod"}
+    assert not changed.condition("IsDev")  # conditions are evaluated afresh
+    assert changed.function_env("Worker")["STAGE"] == "prod"
+    assert (changed.region, changed.account_id, changed.stack_name) == (stack.region, "123456789012", "mailroom-local")
+    assert stack.parameters["Stage"] == "dev"  # the original is unchanged
+
+
+def test_runtime_defaults_that_change_nothing_keep_the_stack() -> None:
+    stack = small({"Stage": "prod"})
+    assert stack.with_defaults({"Stage": "dev", "Undeclared": "x"}) is stack
+
+
+def test_runtime_defaults_are_validated_like_overrides() -> None:
+    with pytest.raises(TemplateError, match="not one of"):
+        small().with_defaults({"Stage": "local"})
+
+
 # ----------------------------------------------------------------------------- intrinsics
 def test_refs_and_attributes_resolve_to_local_physical_values() -> None:
     stack = small()
