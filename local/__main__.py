@@ -4,9 +4,12 @@ Options mirror ``sam local start-api`` where they overlap::
 
     python -m mailroom_local [--template template.yaml] [--port 3000] [--host 127.0.0.1]
                              [--region us-east-1] [--parameter-overrides Key=Value ...]
+                             [--ses-max-send-rate 100]
 
-``PORT`` sets the port when ``--port`` is not given. Ctrl-C (SIGINT) or SIGTERM stops
-everything cleanly and exits 0.
+``PORT`` sets the port when ``--port`` is not given, ``MAILROOM_LOCAL_SES_MAX_SEND_RATE``
+the SES send rate when ``--ses-max-send-rate`` is not given. A template parameter
+``PublicUrl`` that no override sets is the runtime's own URL. Ctrl-C (SIGINT) or SIGTERM
+stops everything cleanly and exits 0.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from .runtime import DEFAULT_PORT, Runtime
+from .moto_ext import DEFAULT_MAX_SEND_RATE, MAX_SEND_RATE_ENV, resolve_max_send_rate
+from .runtime import DEFAULT_PORT, PUBLIC_URL_PARAMETER, Runtime
 
 
 def parse_overrides(values: list[str]) -> dict[str, str]:
@@ -43,6 +47,13 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def _rate(text: str) -> float:
+    try:
+        return resolve_max_send_rate(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a send rate is a number of mails per second above 0, not {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m mailroom_local", description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -58,7 +69,20 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         default=[],
         metavar="KEY=VALUE",
-        help="template parameter values, e.g. NewsletterTimezone=Europe/Berlin",
+        help=(
+            "template parameter values, e.g. NewsletterTimezone=Europe/Berlin "
+            f"({PUBLIC_URL_PARAMETER}, if declared, defaults to this runtime's URL)"
+        ),
+    )
+    parser.add_argument(
+        "--ses-max-send-rate",
+        type=_rate,
+        default=None,
+        metavar="RATE",
+        help=(
+            "mails per second that SES v2 GetAccount reports as SendQuota.MaxSendRate "
+            f"(default: ${MAX_SEND_RATE_ENV} or {DEFAULT_MAX_SEND_RATE:g}; not enforced)"
+        ),
     )
     return parser
 
@@ -69,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         port = args.port if args.port is not None else _port(os.environ.get("PORT") or str(DEFAULT_PORT))
         overrides = parse_overrides(args.parameter_overrides)
+        ses_max_send_rate = resolve_max_send_rate(args.ses_max_send_rate)
     except (ValueError, argparse.ArgumentTypeError) as exc:
         parser.error(str(exc))
     if not args.template.is_file():
@@ -85,7 +110,14 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
 
     try:
-        runtime = Runtime(args.template, host=args.host, port=port, overrides=overrides, region=args.region)
+        runtime = Runtime(
+            args.template,
+            host=args.host,
+            port=port,
+            overrides=overrides,
+            region=args.region,
+            ses_max_send_rate=ses_max_send_rate,
+        )
         runtime.start()
     except Exception as exc:
         print(f"mailroom_local: {exc}", file=sys.stderr, flush=True)

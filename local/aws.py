@@ -25,7 +25,11 @@ FAKE_CREDENTIALS = {
     "AWS_SECURITY_TOKEN": "testing",
 }
 
-_CLIENT_CONFIG = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=30)
+# One client serves every poller thread (up to 8 per function, each long-polling): more
+# connections than botocore's default pool of 10.
+_CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=30, max_pool_connections=64
+)
 
 
 def default_region() -> str:

@@ -1,4 +1,4 @@
-"""SQS event source mappings: one poller thread per ``Type: SQS`` event.
+"""SQS event source mappings: one poller per ``Type: SQS`` event, with one or more threads.
 
 Mirrors what Lambda's event source mapping does for a standard queue:
 
@@ -17,6 +17,20 @@ Mirrors what Lambda's event source mapping does for a standard queue:
   visibility timeout, and after ``maxReceiveCount`` receives the queue's redrive policy moves
   them to the dead-letter queue. That last step is SQS's own (moto implements it on
   receive, like SQS), not the poller's.
+
+Concurrency (:func:`plan_concurrency`). With ``ScalingConfig: {MaximumConcurrency: N}`` an
+event source runs up to N invocations at once, each with its own batch: the poller has N
+threads, each receiving a batch and invoking the function with it. The function's
+``ReservedConcurrentExecutions`` bounds that too (0: the source is not polled, as Lambda
+would throttle every invocation). Without ``ScalingConfig`` a source runs one invocation at
+a time. That is a local choice, not Lambda's default (which scales a source up to the
+function's or the account's concurrency limit): it keeps the order of the logs readable and
+the number of processes small, and a template that relies on concurrency says so with
+``MaximumConcurrency``. Each thread needs an execution environment of its own, so the
+function's :class:`~.sandbox.SandboxPool` gets one environment per concurrent invocation of
+all its sources (at least one; at most its reserved concurrency), all of them capped at
+:data:`LOCAL_CONCURRENCY_LIMIT` per function to keep the process count sane; every cap is
+reported. Other invocations of the function (API, schedules) share the same environments.
 """
 
 from __future__ import annotations
@@ -24,16 +38,70 @@ from __future__ import annotations
 import base64
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from .console import Console
 from .sandbox import Invocation
-from .template import SqsSourceSpec
+from .template import FunctionSpec, SqsSourceSpec
 
-__all__ = ["SqsPoller", "build_sqs_event", "failed_message_ids"]
+__all__ = [
+    "LOCAL_CONCURRENCY_LIMIT",
+    "ConcurrencyPlan",
+    "SqsPoller",
+    "build_sqs_event",
+    "failed_message_ids",
+    "plan_concurrency",
+]
 
 _WAIT_SECONDS = 1  # short long-polling: responsive, and stops within a second
+LOCAL_CONCURRENCY_LIMIT = 8  # execution environments per function, at most
+
+
+@dataclass(frozen=True)
+class ConcurrencyPlan:
+    """How many invocations each SQS event source runs at once, and the environments that takes."""
+
+    sources: dict[tuple[str, str], int]  # (function, event) -> concurrent invocations; 0 = not polled
+    environments: dict[str, int]  # function -> size of its SandboxPool
+    notes: list[str]  # what was limited, and why, for the console
+
+
+def plan_concurrency(
+    functions: Mapping[str, FunctionSpec],
+    sources: Iterable[SqsSourceSpec],
+    limit: int = LOCAL_CONCURRENCY_LIMIT,
+) -> ConcurrencyPlan:
+    """Concurrency of the enabled ``sources`` and pool sizes of all ``functions`` (module docstring)."""
+    planned: dict[tuple[str, str], int] = {}
+    demand = dict.fromkeys(functions, 0)
+    notes: list[str] = []
+    for source in sources:
+        if not source.enabled:
+            continue
+        name = f"{source.function}.{source.event}"
+        reserved = functions[source.function].reserved_concurrency
+        concurrency = source.maximum_concurrency or 1
+        if reserved == 0:
+            notes.append(f"{name}: not polled, ReservedConcurrentExecutions is 0 (Lambda would throttle it)")
+        if reserved is not None and reserved < concurrency:
+            concurrency = reserved  # Lambda throttles the source beyond the function's reserved concurrency
+        if concurrency > limit:
+            notes.append(f"{name}: MaximumConcurrency {concurrency} runs as {limit} concurrent invocations locally")
+            concurrency = limit
+        planned[(source.function, source.event)] = concurrency
+        demand[source.function] += concurrency
+    environments: dict[str, int] = {}
+    for logical_id, function in functions.items():
+        size = max(1, demand[logical_id])
+        if function.reserved_concurrency:
+            size = min(size, function.reserved_concurrency)
+        if size > limit:
+            notes.append(f"{logical_id}: {size} concurrent invocations share {limit} execution environments locally")
+            size = limit
+        environments[logical_id] = size
+    return ConcurrencyPlan(sources=planned, environments=environments, notes=notes)
 
 
 def build_sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
@@ -94,7 +162,7 @@ def failed_message_ids(response: Any, batch_ids: set[str]) -> set[str] | None:
 
 
 class SqsPoller:
-    """Feeds one queue to one function, like an event source mapping."""
+    """Feeds one queue to one function, like an event source mapping, ``concurrency`` batches at a time."""
 
     def __init__(
         self,
@@ -106,26 +174,39 @@ class SqsPoller:
         invoke: Callable[[Any], Invocation],
         region: str,
         console: Console,
+        concurrency: int = 1,
     ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"{source.function}.{source.event}: concurrency must be at least 1, not {concurrency}")
         self.source = source
         self.queue_url = queue_url
         self.queue_name = queue_name
+        self.concurrency = concurrency
         self._sqs = sqs
         self._invoke = invoke
         self._region = region
         self._console = console
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"poller-{source.event}", daemon=True)
+        names = (
+            [f"poller-{source.event}"]
+            if concurrency == 1
+            else [f"poller-{source.event}-{number}" for number in range(1, concurrency + 1)]
+        )
+        self._threads = [threading.Thread(target=self._run, name=name, daemon=True) for name in names]
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
         self._stop.set()
 
     def join(self, timeout: float) -> None:
-        if self._thread.ident is not None:
-            self._thread.join(timeout)
+        """Wait for the threads to end, ``timeout`` seconds in all."""
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            if thread.ident is not None:
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     # ----------------------------------------------------------------- internals
     def _receive(self, count: int, wait: int) -> list[dict[str, Any]]:

@@ -2,12 +2,16 @@
 
 :class:`Runtime` wires the parts together, all read from ``template.yaml``:
 
-1. moto in server mode, in this process, on 127.0.0.1 and a free port (:mod:`.aws`);
-2. the stack's tables, queues and SES identities, created in it (:mod:`.provision`);
-3. one warm execution environment per function (:mod:`.sandbox`);
-4. the HTTP server: API routes, local routes, the sign-up page (:mod:`.server`);
-5. one poller per SQS event source mapping (:mod:`.pollers`);
-6. the scheduler for the ``ScheduleV2``/``Schedule`` events (:mod:`.scheduler`).
+1. the HTTP server's socket, bound first: its URL is the ``PublicUrl`` parameter's value
+   when the template declares one and no override sets it (links in mails lead here);
+2. moto in server mode, in this process, on 127.0.0.1 and a free port (:mod:`.aws`), with
+   what moto lacks added (:mod:`.moto_ext`: SES v2 ``GetAccount``);
+3. the stack's tables, queues and SES identities, created in it (:mod:`.provision`);
+4. a pool of warm execution environments per function (:mod:`.sandbox`), one environment
+   unless its SQS event sources run concurrently (:mod:`.pollers`);
+5. the HTTP server: API routes, local routes, the sign-up page (:mod:`.server`);
+6. one poller per SQS event source mapping (:mod:`.pollers`);
+7. the scheduler for the ``ScheduleV2``/``Schedule`` events (:mod:`.scheduler`).
 
 It seeds nothing: tables and queues start empty. Use it from tests as::
 
@@ -28,20 +32,23 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TextIO
 
-from . import aws
+from . import aws, moto_ext
 from .api import Router
 from .console import Console
 from .outbox import Outbox
-from .pollers import SqsPoller
+from .parameters import TemplateError
+from .pollers import SqsPoller, plan_concurrency
 from .provision import Provisioned
-from .sandbox import Invocation, Sandbox
+from .sandbox import Invocation, SandboxPool
 from .scheduler import Scheduler
 from .server import HttpApp, LocalHttpServer, server_address
 from .template import SqsSourceSpec, Stack
 
-__all__ = ["DEFAULT_PORT", "Runtime"]
+__all__ = ["DEFAULT_PORT", "PUBLIC_URL_PARAMETER", "Runtime"]
 
 DEFAULT_PORT = 3000
+PUBLIC_URL_PARAMETER = "PublicUrl"
+_WILDCARD_HOST = "0.0.0.0"  # noqa: S104 - compared with, never bound to
 STATIC_DIR = Path(__file__).parent / "static"
 _ACTIVE = threading.Lock()  # moto's backends are per process: one runtime at a time
 
@@ -61,17 +68,25 @@ class Runtime:
         quiet: bool = False,
         static_dir: Path | None = None,
         init_timeout: float = 60.0,
+        ses_max_send_rate: float | None = None,
     ) -> None:
+        """Load and validate the template; :meth:`start` runs it.
+
+        ``ses_max_send_rate`` is what SES v2 ``GetAccount`` reports as ``MaxSendRate``
+        (default: ``$MAILROOM_LOCAL_SES_MAX_SEND_RATE``, else 100; see :mod:`.moto_ext`).
+        """
         self.template_path = Path(template_path)
         self.host = host
         self.port = port
         self.console = Console(stream, quiet=quiet)
+        # Replaced in start() when the runtime fills in PublicUrl (the port is known then).
         self.stack = Stack.load(self.template_path, overrides=overrides, region=region)
         self.static_dir = static_dir or STATIC_DIR
         self.init_timeout = init_timeout
+        self.ses_max_send_rate = moto_ext.resolve_max_send_rate(ses_max_send_rate)
         self.moto: aws.MotoServer | None = None
         self.provisioned: Provisioned | None = None
-        self.sandboxes: dict[str, Sandbox] = {}
+        self.sandboxes: dict[str, SandboxPool] = {}
         self.pollers: list[SqsPoller] = []
         self.scheduler: Scheduler | None = None
         self.outbox = Outbox(self.stack.account_id, self.stack.region)
@@ -80,6 +95,7 @@ class Runtime:
         self._sqs: Any = None
         self._holds_lock = False
         self._stopped = False
+        self._previous_ses_max_send_rate: float | None = None  # restored by stop()
 
     # ------------------------------------------------------------- properties
     @property
@@ -89,6 +105,14 @@ class Runtime:
             raise RuntimeError("the runtime is not started")
         host, port = server_address(self._http)
         return f"http://{host}:{port}"
+
+    @property
+    def public_url(self) -> str:
+        """:attr:`url` as a browser reaches it: 127.0.0.1 instead of a wildcard address (0.0.0.0)."""
+        if self._http is None:
+            raise RuntimeError("the runtime is not started")
+        host, port = server_address(self._http)
+        return f"http://{'127.0.0.1' if host == _WILDCARD_HOST else host}:{port}"
 
     @property
     def endpoint_url(self) -> str:
@@ -117,8 +141,12 @@ class Runtime:
         return self
 
     def _start(self) -> None:
-        stack = self.stack
         # Everything that can fail on the template or the port fails before anything runs.
+        try:
+            self._http = LocalHttpServer((self.host, self.port))
+        except OSError as exc:
+            raise RuntimeError(f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}") from exc
+        self.stack = stack = self._with_local_parameters(self.stack)
         self.scheduler = Scheduler(
             stack.schedules,
             invoke=self.invoke,
@@ -127,7 +155,7 @@ class Runtime:
             console=self.console,
         )
         _ = stack.functions  # validated now; read again after provisioning (queue URLs are moto's)
-        app = HttpApp(
+        self._http.app = HttpApp(
             router=Router(stack.routes),
             invoke=self.invoke,
             outbox=self.outbox,
@@ -138,11 +166,9 @@ class Runtime:
             account_id=stack.account_id,
             console=self.console,
         )
-        try:
-            self._http = LocalHttpServer((self.host, self.port), app)
-        except OSError as exc:
-            raise RuntimeError(f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}") from exc
 
+        self._previous_ses_max_send_rate = moto_ext.reported_max_send_rate()
+        moto_ext.install(self.ses_max_send_rate)
         self.moto = aws.MotoServer(self.host)
         endpoint = self.moto.start()
         self.console.info(
@@ -154,27 +180,47 @@ class Runtime:
         self.outbox.install()
         self._sqs = self.client("sqs")
 
-        for logical_id, spec in stack.functions.items():
-            self.sandboxes[logical_id] = Sandbox(
-                spec, endpoint_url=endpoint, region=stack.region, account_id=stack.account_id, console=self.console
+        functions, sources = stack.functions, stack.sqs_sources
+        plan = plan_concurrency(functions, sources)
+        for note in plan.notes:
+            self.console.warning(note)
+        for logical_id, spec in functions.items():
+            self.sandboxes[logical_id] = SandboxPool(
+                spec,
+                size=plan.environments[logical_id],
+                endpoint_url=endpoint,
+                region=stack.region,
+                account_id=stack.account_id,
+                console=self.console,
             )
-        for sandbox in self.sandboxes.values():
-            sandbox.start()
+        for pool in self.sandboxes.values():
+            pool.start()
         self._wait_for_functions()
 
         self._http_thread = threading.Thread(
             target=self._http.serve_forever, kwargs={"poll_interval": 0.1}, name="http", daemon=True
         )
         self._http_thread.start()
-        for source in stack.sqs_sources:
-            if source.enabled:
-                self.pollers.append(self._poller(source))
+        for source in sources:
+            concurrency = plan.sources.get((source.function, source.event), 0)
+            if concurrency:
+                self.pollers.append(self._poller(source, concurrency))
         for poller in self.pollers:
             poller.start()
         self.scheduler.start()
         self._banner()
 
-    def _poller(self, source: SqsSourceSpec) -> SqsPoller:
+    def _with_local_parameters(self, stack: Stack) -> Stack:
+        """``stack`` with ``PublicUrl`` set to this runtime's URL, if declared and not overridden."""
+        try:
+            return stack.with_defaults({PUBLIC_URL_PARAMETER: self.public_url})
+        except TemplateError as exc:
+            raise TemplateError(
+                f"{exc} (the local runtime sets {PUBLIC_URL_PARAMETER} to its own URL; "
+                f"choose another with --parameter-overrides {PUBLIC_URL_PARAMETER}=...)"
+            ) from exc
+
+    def _poller(self, source: SqsSourceSpec, concurrency: int) -> SqsPoller:
         assert self.provisioned is not None
         queue_id = self.stack.queue_logical_id_by_arn(source.queue_arn)
         if queue_id is None or queue_id not in self.provisioned.queues:
@@ -188,6 +234,7 @@ class Runtime:
             invoke=functools.partial(self.invoke, source.function),
             region=self.stack.region,
             console=self.console,
+            concurrency=concurrency,
         )
 
     def _wait_for_functions(self) -> None:
@@ -231,6 +278,8 @@ class Runtime:
             self._http.server_close()
         if self.moto is not None and self.moto.url:
             self.moto.stop()
+        if self._previous_ses_max_send_rate is not None:  # moto is process-global: leave it as found
+            moto_ext.install(self._previous_ses_max_send_rate)
         if self._holds_lock:
             self._holds_lock = False
             _ACTIVE.release()
@@ -322,6 +371,14 @@ class Runtime:
         console.plain("  Queues:")
         for queue in provisioned.queues.values():
             console.plain(f"    {queue.name:<28} {queue.url}")
+        console.plain("  SQS event sources:")
+        for poller in self.pollers:
+            console.plain(
+                f"    {poller.queue_name:<28} -> {poller.source.function}, batches of up to "
+                f"{poller.source.batch_size}, {poller.concurrency} at a time"
+            )
+        if not self.pollers:
+            console.plain("    (none)")
         console.plain("  Tables: " + (", ".join(provisioned.tables.values()) or "(none)"))
         console.plain("  SES identities: " + (", ".join(provisioned.identities) or "(none)"))
         console.plain()

@@ -1,9 +1,15 @@
-"""Local Lambda execution environments: one child process per function.
+"""Local Lambda execution environments: a child process each, one or more per function.
 
 Like a Lambda execution environment, a :class:`Sandbox` runs the function's code in its own
 process (``multiprocessing``, *spawn* start method: a fresh interpreter, nothing inherited
 from the runtime), with the function's environment variables, and keeps it warm between
-invocations. One invocation runs at a time per environment (as with reserved concurrency 1).
+invocations. One invocation runs at a time per environment.
+
+A :class:`SandboxPool` holds a function's environments: like Lambda, an invocation takes an
+idle (warm) environment, or starts a new one (a cold start) while the pool is below its
+size, or else waits for one to become idle. The runtime sizes each pool from the
+function's event sources (see :mod:`mailroom_local.pollers`); a pool of one runs one
+invocation at a time, whatever invokes the function.
 
 * Environment: the function's resolved variables (Globals merged) plus Lambda's reserved
   ones (``AWS_LAMBDA_FUNCTION_NAME``, ``AWS_LAMBDA_FUNCTION_MEMORY_SIZE``,
@@ -43,7 +49,7 @@ from .aws import FAKE_CREDENTIALS
 from .console import Console
 from .template import FunctionSpec
 
-__all__ = ["Invocation", "Sandbox"]
+__all__ = ["Invocation", "Sandbox", "SandboxPool"]
 
 _POLL_SECONDS = 0.05
 _INIT_LIMIT_SECONDS = 10.0  # Lambda's init phase limit; then the invoke's own timeout applies
@@ -77,9 +83,11 @@ class Sandbox:
         region: str,
         account_id: str,
         console: Console,
+        label: str | None = None,
     ) -> None:
         self.spec = spec
         self.console = console
+        self.label = label or spec.name  # the source of its console lines
         self.function_arn = f"arn:aws:lambda:{region}:{account_id}:function:{spec.name}"
         self._endpoint_url = endpoint_url
         self._region = region
@@ -199,9 +207,9 @@ class Sandbox:
                 pending += chunk
                 *lines, pending = pending.split(b"\n")
                 for line in lines:
-                    self.console.function_line(self.spec.name, line.decode("utf-8", "replace"))
+                    self.console.function_line(self.label, line.decode("utf-8", "replace"))
             if pending:
-                self.console.function_line(self.spec.name, pending.decode("utf-8", "replace"))
+                self.console.function_line(self.label, pending.decode("utf-8", "replace"))
         finally:
             out_read.close()
 
@@ -258,9 +266,9 @@ class Sandbox:
 
     def _invoke_locked(self, request_id: str, event: Any) -> Invocation:
         if self._is_stopping():
-            return self._failure(request_id, "Runtime.Stopped", "The local runtime is stopping", 0.0)
+            return _failure(request_id, "Runtime.Stopped", "The local runtime is stopping", 0.0)
         if self._process is not None and self._ready and self._fingerprint_code() != self._fingerprint:
-            self.console.info("code changed: starting a new execution environment", self.spec.name)
+            self.console.info("code changed: starting a new execution environment", self.label)
             self._kill()
         if self._process is None:
             self._spawn()
@@ -270,7 +278,7 @@ class Sandbox:
             init_error = self._init_error
             if init_error is not None:
                 self._kill()  # the next invocation retries the init, as Lambda does
-                return self._failure(
+                return _failure(
                     request_id,
                     str(init_error["errorType"]),
                     str(init_error["errorMessage"]),
@@ -278,7 +286,7 @@ class Sandbox:
                     init_error,
                 )
             if self._is_stopping():
-                return self._failure(request_id, "Runtime.Stopped", "The local runtime is stopping", 0.0)
+                return _failure(request_id, "Runtime.Stopped", "The local runtime is stopping", 0.0)
             return self._timeout(request_id, started)
         invocation = self._run(request_id, event, started)
         if cold:
@@ -308,7 +316,7 @@ class Sandbox:
                 self._ready, self._init_ms = True, float(value)
                 return True
             self._init_error = value
-            self.console.error(f"init failed: {value.get('errorType')}: {value.get('errorMessage')}", self.spec.name)
+            self.console.error(f"init failed: {value.get('errorType')}: {value.get('errorMessage')}", self.label)
             return False
         return False
 
@@ -325,7 +333,7 @@ class Sandbox:
         while True:
             if self._is_stopping():
                 self._kill(graceful=False)
-                return self._failure(
+                return _failure(
                     request_id, "Runtime.Stopped", "The local runtime is stopping", (time.monotonic() - started) * 1000
                 )
             remaining = deadline - time.monotonic()
@@ -345,21 +353,21 @@ class Sandbox:
     def _timeout(self, request_id: str, started: float) -> Invocation:
         elapsed = time.monotonic() - started
         self._kill(graceful=False)  # Lambda does not wait for a timed-out handler
-        invocation = self._failure(
+        invocation = _failure(
             request_id,
             "Sandbox.Timedout",
             f"{_utc_now()} {request_id} Task timed out after {elapsed:.2f} seconds",
             elapsed * 1000,
         )
-        self.console.error(f"Task timed out after {elapsed:.2f} seconds ({request_id})", self.spec.name)
+        self.console.error(f"Task timed out after {elapsed:.2f} seconds ({request_id})", self.label)
         self._restart_in_background()
         return invocation
 
     def _crashed(self, request_id: str, started: float) -> Invocation:
         code = self._exit_code()
         self._kill()
-        self.console.error(f"execution environment exited (status {code}); starting a new one", self.spec.name)
-        invocation = self._failure(
+        self.console.error(f"execution environment exited (status {code}); starting a new one", self.label)
+        invocation = _failure(
             request_id,
             "Runtime.ExitError",
             f"RequestId: {request_id} Error: Runtime exited with error: exit status {code}",
@@ -380,20 +388,116 @@ class Sandbox:
         code: int | None = process.exitcode
         return code
 
-    @staticmethod
-    def _failure(
-        request_id: str, error_type: str, message: str, duration_ms: float, payload: dict[str, Any] | None = None
-    ) -> Invocation:
-        body = dict(payload or {"errorType": error_type, "errorMessage": message})
-        body["requestId"] = request_id
-        return Invocation(request_id, False, body, duration_ms)
-
     def _log(self, invocation: Invocation) -> None:
         status = "ok" if invocation.ok else f"error {invocation.error_type}"
         init = f" init {invocation.init_ms:.0f} ms" if invocation.init_ms is not None else ""
         self.console.report(
-            self.spec.name, f"{invocation.request_id} {status} duration {invocation.duration_ms:.0f} ms{init}"
+            self.label, f"{invocation.request_id} {status} duration {invocation.duration_ms:.0f} ms{init}"
         )
+
+
+class SandboxPool:
+    """Up to ``size`` execution environments of one function, started as invocations need them.
+
+    The first environment starts with :meth:`start`; more start on demand, when every
+    existing one is busy (so concurrent invocations get cold starts, as in Lambda). An idle
+    environment is reused most-recently-used first, so the warmest one serves a lone
+    invocation. Environments are only stopped by :meth:`stop`.
+    """
+
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        *,
+        size: int,
+        endpoint_url: str,
+        region: str,
+        account_id: str,
+        console: Console,
+    ) -> None:
+        if size < 1:
+            raise ValueError(f"{spec.logical_id}: a pool needs at least one environment, not {size}")
+        self.spec = spec
+        self.size = size
+        self._endpoint_url = endpoint_url
+        self._region = region
+        self._account_id = account_id
+        self._console = console
+        self._condition = threading.Condition()
+        self._environments = [self._new_environment(spec.name)]
+        self._idle = list(self._environments)
+        self._stopping = False
+
+    @property
+    def environments(self) -> list[Sandbox]:
+        """The environments started so far (busy or idle)."""
+        with self._condition:
+            return list(self._environments)
+
+    @property
+    def init_error(self) -> dict[str, Any] | None:
+        """The init error of the first environment whose last init failed, if any."""
+        return next((e.init_error for e in self.environments if e.init_error is not None), None)
+
+    def start(self) -> None:
+        """Start the first environment (its init runs in the background)."""
+        self._environments[0].start()
+
+    def wait_ready(self, timeout: float) -> dict[str, Any] | None:
+        """Wait for the first environment's init; returns its init error, if any."""
+        return self._environments[0].wait_ready(timeout)
+
+    def stop(self) -> None:
+        """Stop every environment; waiting and running invocations fail with ``Runtime.Stopped``."""
+        with self._condition:
+            self._stopping = True
+            environments = list(self._environments)
+            self._condition.notify_all()
+        for environment in environments:
+            environment.stop()
+
+    def invoke(self, event: Any) -> Invocation:
+        """Invoke synchronously in an idle environment, waiting for one if all are busy."""
+        environment = self._acquire()
+        if environment is None:
+            return _failure(str(uuid.uuid4()), "Runtime.Stopped", "The local runtime is stopping", 0.0)
+        try:
+            return environment.invoke(event)
+        finally:
+            with self._condition:
+                self._idle.append(environment)
+                self._condition.notify()
+
+    def _acquire(self) -> Sandbox | None:
+        """An idle environment, else a new one below ``size``, else wait; None once stopping."""
+        with self._condition:
+            while not self._stopping:
+                if self._idle:
+                    return self._idle.pop()
+                if len(self._environments) < self.size:
+                    environment = self._new_environment(f"{self.spec.name}#{len(self._environments) + 1}")
+                    self._environments.append(environment)
+                    return environment  # it starts (cold) on its first invocation
+                self._condition.wait()
+            return None
+
+    def _new_environment(self, label: str) -> Sandbox:
+        return Sandbox(
+            self.spec,
+            endpoint_url=self._endpoint_url,
+            region=self._region,
+            account_id=self._account_id,
+            console=self._console,
+            label=label,
+        )
+
+
+def _failure(
+    request_id: str, error_type: str, message: str, duration_ms: float, payload: dict[str, Any] | None = None
+) -> Invocation:
+    body = dict(payload or {"errorType": error_type, "errorMessage": message})
+    body["requestId"] = request_id
+    return Invocation(request_id, False, body, duration_ms)
 
 
 @contextlib.contextmanager

@@ -293,11 +293,20 @@ def _reason(status: int) -> str:
 
 
 class LocalHttpServer(ThreadingHTTPServer):
-    """A threading HTTP server bound to the app; ``daemon_threads`` so stop never hangs."""
+    """A threading HTTP server for an :class:`HttpApp`; ``daemon_threads`` so stop never hangs.
+
+    It binds when made, so that its port is known (e.g. for the ``PublicUrl`` parameter)
+    before the runtime builds the app; set :attr:`app` before :meth:`serve_forever`.
+    """
 
     daemon_threads = True
     allow_reuse_address = True
+    app: HttpApp
 
-    def __init__(self, address: tuple[str, int], app: HttpApp) -> None:
-        self.app = app
+    def __init__(self, address: tuple[str, int]) -> None:
         super().__init__(address, _Handler)
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        if not hasattr(self, "app"):
+            raise RuntimeError("LocalHttpServer.app is not set")
+        super().serve_forever(poll_interval)

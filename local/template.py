@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .cfn import load_template
-from .intrinsics import IntrinsicError, Resolver
+from .intrinsics import NO_VALUE, IntrinsicError, Resolver
 from .parameters import TemplateError, as_string, parameter_values
 
 if TYPE_CHECKING:
@@ -79,6 +79,7 @@ class FunctionSpec:
     environment: dict[str, str]
     events: dict[str, EventSpec] = field(default_factory=dict)
     layer_dirs: tuple[Path, ...] = ()
+    reserved_concurrency: int | None = None  # ReservedConcurrentExecutions, if set
 
     @property
     def handler_file(self) -> Path:
@@ -123,6 +124,7 @@ class SqsSourceSpec:
     batching_window: float
     report_batch_item_failures: bool
     enabled: bool
+    maximum_concurrency: int | None = None  # ScalingConfig.MaximumConcurrency (2..1000), if set
 
 
 @dataclass(frozen=True)
@@ -159,7 +161,8 @@ class Stack:
         self.account_id = account_id
         self.stack_name = stack_name
         self.resources: dict[str, dict[str, Any]] = dict(self.template.get("Resources") or {})
-        self.parameters = parameter_values(self.template.get("Parameters") or {}, overrides or {})
+        self.overrides: dict[str, str] = dict(overrides or {})
+        self.parameters = parameter_values(self.template.get("Parameters") or {}, self.overrides)
         self._conditions: dict[str, bool] = {}
         self._evaluating: set[str] = set()
         self._queue_urls: dict[str, str] = {}
@@ -185,6 +188,27 @@ class Stack:
             region=region or default_region(),
             account_id=account_id,
             stack_name=stack_name,
+        )
+
+    def with_defaults(self, defaults: Mapping[str, str]) -> Stack:
+        """This stack, or a new one in which the declared parameters no override sets take ``defaults``.
+
+        The runtime uses it for values known only once it runs (``PublicUrl``: its own URL).
+        They are validated like overrides; nothing evaluated or provisioned carries over to
+        the new stack (conditions are evaluated afresh, queue URLs are recorded again).
+        """
+        extra = {
+            name: value for name, value in defaults.items() if name in self.parameters and name not in self.overrides
+        }
+        if not extra:
+            return self
+        return Stack(
+            self.template,
+            base_dir=self.base_dir,
+            overrides={**self.overrides, **extra},
+            region=self.region,
+            account_id=self.account_id,
+            stack_name=self.stack_name,
         )
 
     # ------------------------------------------------------- resolver context
@@ -384,6 +408,9 @@ class Stack:
                 environment=self.function_env(logical_id),
                 events=events,
                 layer_dirs=self._layer_dirs(properties.get("Layers") or []),
+                reserved_concurrency=_reserved_concurrency(
+                    logical_id, self.resolve(properties.get("ReservedConcurrentExecutions"))
+                ),
             )
         return result
 
@@ -447,6 +474,9 @@ class Stack:
                         report_batch_item_failures="ReportBatchItemFailures"
                         in (properties.get("FunctionResponseTypes") or []),
                         enabled=_truthy(properties.get("Enabled", True)),
+                        maximum_concurrency=_maximum_concurrency(
+                            f"{function.logical_id}.{event.name}", properties.get("ScalingConfig")
+                        ),
                     )
                 )
         return sources
@@ -527,6 +557,41 @@ def _attribute(value: Any) -> str:
     if isinstance(value, dict | list):
         return json.dumps(value, separators=(",", ":"))
     return as_string(value)
+
+
+def _integer(where: str, value: Any) -> int:
+    """An integer property (a ``Ref`` to a Number parameter resolves to a string)."""
+    if isinstance(value, bool):
+        raise TemplateError(f"{where} must be an integer, not {value!r}")
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise TemplateError(f"{where} must be an integer, not {value!r}") from None
+
+
+def _maximum_concurrency(where: str, scaling_config: Any) -> int | None:
+    """``ScalingConfig.MaximumConcurrency`` of an SQS event, validated like a deploy (2 to 1000)."""
+    if scaling_config is None:
+        return None
+    if not isinstance(scaling_config, dict):
+        raise TemplateError(f"{where}: ScalingConfig must be a map, not {scaling_config!r}")
+    value = scaling_config.get("MaximumConcurrency")
+    if value is None:
+        return None
+    maximum = _integer(f"{where}: ScalingConfig.MaximumConcurrency", value)
+    if not 2 <= maximum <= 1000:
+        raise TemplateError(f"{where}: ScalingConfig.MaximumConcurrency is {maximum}; Lambda accepts 2 to 1000")
+    return maximum
+
+
+def _reserved_concurrency(logical_id: str, value: Any) -> int | None:
+    """``ReservedConcurrentExecutions`` (0 or more), if the function sets it."""
+    if value is None or value is NO_VALUE:
+        return None
+    reserved = _integer(f"{logical_id}: ReservedConcurrentExecutions", value)
+    if reserved < 0:
+        raise TemplateError(f"{logical_id}: ReservedConcurrentExecutions is {reserved}; it cannot be negative")
+    return reserved
 
 
 def _truthy(value: Any) -> bool:

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from mailroom_local import Runtime
+from mailroom_local.moto_ext import reported_max_send_rate
 from tests.integration.conftest import http, wait_for
 
 pytestmark = pytest.mark.integration
@@ -269,6 +270,7 @@ SES_MAX_SEND_RATE = 42.0
 
 @pytest.fixture(scope="module")
 def runtime(stack_dir: Path) -> Iterator[Runtime]:
+    rate_before = reported_max_send_rate()
     started = Runtime(
         stack_dir / "template.yaml",
         port=0,
@@ -279,6 +281,7 @@ def runtime(stack_dir: Path) -> Iterator[Runtime]:
         yield started
     finally:
         started.stop()
+    assert reported_max_send_rate() == rate_before  # the runtime leaves moto's GetAccount as it found it
 
 
 def records(stack_dir: Path, name: str) -> list[dict[str, Any]]:

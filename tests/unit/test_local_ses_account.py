@@ -11,7 +11,13 @@ import pytest
 from moto import mock_aws
 
 from mailroom_local import aws
-from mailroom_local.moto_ext import DEFAULT_MAX_SEND_RATE, MAX_SEND_RATE_ENV, install, resolve_max_send_rate
+from mailroom_local.moto_ext import (
+    DEFAULT_MAX_SEND_RATE,
+    MAX_SEND_RATE_ENV,
+    install,
+    reported_max_send_rate,
+    resolve_max_send_rate,
+)
 from tests.support import REGION
 
 SENDER = "news@example.com"
@@ -28,9 +34,11 @@ def send(sesv2: Any, count: int) -> None:
 
 @pytest.fixture(autouse=True)
 def _no_rate_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No rate from the environment; the rate tests/conftest.py installed is restored after."""
     monkeypatch.delenv(MAX_SEND_RATE_ENV, raising=False)
+    previous = reported_max_send_rate()
     yield
-    install(DEFAULT_MAX_SEND_RATE)  # leave the default for the tests that follow
+    install(previous)
 
 
 def test_get_account_under_mock_aws_reports_the_rate_and_the_sent_mails() -> None:
@@ -121,3 +129,8 @@ def test_the_command_line_takes_the_rate(capsys: pytest.CaptureFixture[str]) -> 
         parser.parse_args(["--ses-max-send-rate", "0"])
     assert "a send rate is a number of mails per second above 0" in capsys.readouterr().err
     assert MAX_SEND_RATE_ENV in " ".join(parser.format_help().split())
+
+
+def test_the_reported_rate_is_the_last_installed_one() -> None:
+    install(9)
+    assert reported_max_send_rate() == 9.0
