@@ -48,13 +48,3 @@ def test_raw_mime_is_ascii_with_crlf_line_ends() -> None:
 def test_a_subject_with_a_line_break_is_refused(subject: str) -> None:
     with pytest.raises(ValidationError):
         Mail(to="a@example.com", subject=subject, text="", html="")
-
-
-def test_newsletter_renders_the_edition_date_and_the_name() -> None:
-    mail = render(
-        "newsletter",
-        to="a@example.com",
-        context={"name": "Ada", "sender_name": "M", "edition_date": "28 November 2026"},
-    )
-    assert mail.subject == "M newsletter - 28 November 2026"
-    assert "Hello Ada," in mail.text

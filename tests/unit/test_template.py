@@ -31,7 +31,11 @@ def test_every_function_is_python313_on_arm64_with_both_layers(stack: Stack) -> 
 
 def test_every_sqs_source_reports_batch_item_failures_and_its_queue_has_a_dlq(stack: Stack) -> None:
     sources = stack.sqs_sources
-    assert {source.function for source in sources} == {"WelcomeWorkerFunction", "NewsletterWorkerFunction"}
+    assert {source.function for source in sources} == {
+        "WelcomeWorkerFunction",
+        "NewsletterWorkerFunction",
+        "FanoutFunction",
+    }
     queues = {str(stack.get_att(q.logical_id, "Arn")): q for q in stack.queues.values()}
     for source in sources:
         assert source.report_batch_item_failures, source.function
@@ -59,13 +63,42 @@ def test_overridden_schedule_parameters_reach_the_schedule() -> None:
     )
     (schedule,) = stack.schedules
     assert (schedule.expression, schedule.timezone) == ("cron(30 7 ? * MON-FRI *)", "Europe/Berlin")
-    assert stack.function_env("NewsletterDispatcherFunction")["NEWSLETTER_TIMEZONE"] == "Europe/Berlin"
 
 
-def test_the_api_has_the_registration_route(stack: Stack) -> None:
-    assert [(r.method.upper(), r.path, r.function) for r in stack.routes] == [
-        ("POST", "/subscriptions", "RegistrationFunction")
-    ]
+def test_the_api_has_the_registration_and_admin_routes(stack: Stack) -> None:
+    routes = {(r.method.upper(), r.path): r.function for r in stack.routes}
+    assert routes.pop(("POST", "/subscriptions")) == "RegistrationFunction"
+    assert set(routes) == {
+        ("POST", "/admin/campaigns"),
+        ("GET", "/admin/campaigns"),
+        ("POST", "/admin/campaigns/preview"),
+        ("GET", "/admin/campaigns/{id}"),
+        ("PATCH", "/admin/campaigns/{id}"),
+        ("POST", "/admin/campaigns/{id}/send"),
+        ("POST", "/admin/campaigns/{id}/cancel"),
+        ("POST", "/admin/campaigns/{id}/preview"),
+        ("POST", "/admin/campaigns/{id}/test"),
+        ("GET", "/admin/campaigns/{id}/recipients"),
+    }
+    assert set(routes.values()) == {"AdminFunction"}
+
+
+def test_the_worker_caps_its_concurrency_and_paces_to_that_share(stack: Stack) -> None:
+    overridden = Stack.load(TEMPLATE, overrides={"WorkerMaximumConcurrency": "7", "MaxSendRate": "40"})
+    source = next(s for s in overridden.sqs_sources if s.function == "NewsletterWorkerFunction")
+    raw = overridden.template["Resources"]["NewsletterWorkerFunction"]["Properties"]["Events"]["NewsletterTasks"]
+    assert raw["Properties"]["ScalingConfig"]["MaximumConcurrency"] == {"Ref": "WorkerMaximumConcurrency"}
+    assert source.queue_arn.endswith(":NewsletterQueue")
+    env = overridden.function_env("NewsletterWorkerFunction")
+    assert (env["WORKER_MAX_CONCURRENCY"], env["MAX_SEND_RATE"]) == ("7", "40")
+
+
+def test_mail_links_use_the_public_url_or_else_the_api_url() -> None:
+    default = Stack.load(TEMPLATE).function_env("NewsletterWorkerFunction")["PUBLIC_URL"]
+    assert default.startswith("https://") and ".execute-api." in default and default.endswith("/dev")
+    given = Stack.load(TEMPLATE, overrides={"PublicUrl": "https://news.example.com"})
+    assert given.function_env("NewsletterWorkerFunction")["PUBLIC_URL"] == "https://news.example.com"
+    assert given.function_env("AdminFunction")["PUBLIC_URL"] == "https://news.example.com"
 
 
 def test_every_function_has_a_folder_an_app_and_a_sample_event_used_by_a_test(stack: Stack) -> None:
