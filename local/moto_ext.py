@@ -1,4 +1,5 @@
-"""What moto lacks and the application needs: SES v2 ``GetAccount``.
+"""What moto lacks and the application needs: SES v2 ``GetAccount`` (and, via
+:mod:`.moto_dynamodb`, atomic conditional writes and item-level transactions in DynamoDB).
 
 moto 5.2.5 does not implement ``GetAccount`` (``GET /v2/email/account``): under
 ``mock_aws()`` boto3's ``get_account()`` fails with "The get_account action has not been
@@ -34,6 +35,8 @@ import json
 import math
 import os
 from typing import Any
+
+from . import moto_dynamodb
 
 __all__ = [
     "DEFAULT_MAX_SEND_RATE",
@@ -85,6 +88,7 @@ def install(max_send_rate: float | None = None) -> float:
     if getattr(SESV2Response, "get_account", None) is None:
         setattr(SESV2Response, "get_account", _get_account)  # noqa: B010 - moto has no such attribute to type
     urls.url_paths.setdefault(_ACCOUNT_PATH, SESV2Response.dispatch)
+    moto_dynamodb.install()
     return rate
 
 

@@ -382,13 +382,17 @@ def test_the_mailroom_template() -> None:
         "WelcomeQueue",
         "NewsletterDeadLetterQueue",
         "DispatcherFailureQueue",
+        "FanoutDeadLetterQueue",
+        "FanoutQueue",
         "NewsletterQueue",
     ]
     assert set(stack.functions) == {
         "RegistrationFunction",
         "WelcomeWorkerFunction",
         "NewsletterDispatcherFunction",
+        "FanoutFunction",
         "NewsletterWorkerFunction",
+        "AdminFunction",
     }
     welcome = stack.functions["WelcomeWorkerFunction"]
     assert welcome.code_dir == ROOT / "functions" / "welcome_worker"
