@@ -45,6 +45,9 @@ campaign_sender = CampaignSender(
     pacer=pacer,
     executor=ThreadPoolExecutor(max_workers=settings.send_threads, thread_name_prefix="send"),
 )
+# The queue's maxReceiveCount is 5: a task never started is handed back as a new message
+# from its third receive on, instead of as a batch item failure.
+FRESH_COPY_AFTER_RECEIVES = 3
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 metrics.set_default_dimensions(task_type="newsletter")
 
@@ -56,7 +59,13 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
         result = campaign_sender.process(task, Budget.of(lambda_context))
     count_outcomes(result.outcomes, result.throttled)
     if result.not_started:
-        raise TaskRetry("the worker's time budget ran out before this task started")
+        if int(record.attributes.approximate_receive_count or 1) < FRESH_COPY_AFTER_RECEIVES:
+            raise TaskRetry("the worker's time budget ran out before this task started")
+        # Received often and never started (a slow send rate, big batches): a fresh copy, so
+        # that time budgets alone never push a task into the dead-letter queue.
+        newsletter_queue.send(record.body)
+        logger.info("task handed back as a fresh message", extra={"task": task.task})
+        return "handed back"
     if result.retry_error:
         raise TaskRetry(f"transient failure, the task goes back to the queue: {result.retry_error}")
     if result.handed_back:

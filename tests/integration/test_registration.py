@@ -148,6 +148,8 @@ def test_local_routes_list_schedules_and_queues(runtime: Runtime) -> None:
         "NewsletterQueue",
         "NewsletterDeadLetterQueue",
         "DispatcherFailureQueue",
+        "FanoutQueue",
+        "FanoutDeadLetterQueue",
     }
     assert queues["WelcomeDeadLetterQueue"]["dead_letter_queue_of"] == "WelcomeQueue"
     for queue in queues.values():

@@ -33,7 +33,9 @@ def campaigns(stack: Stack, load_function: Loader) -> Campaigns:
 
 
 def _put_campaign(stack: Stack, campaign_id: str, status: str = "sending", **extra: Any) -> None:
-    item = {
+    """A campaign item and (unless a draft) its progress item, as the admin API would leave them."""
+    main_fields = ("subject", "content", "format", "status", "created_at", "updated_at", "due_at", "kind")
+    values = {
         "id": campaign_id,
         "kind": "campaign",
         "subject": "December news for {{ name }}",
@@ -51,8 +53,12 @@ def _put_campaign(stack: Stack, campaign_id: str, status: str = "sending", **ext
         "skipped": 0,
         "uncertain": 0,
         "resolved": 0,
+        "progressed_at": "2026-11-28T09:00:00.000Z",
     } | extra
-    boto3.resource("dynamodb", region_name=REGION).Table(stack.physical_name("CampaignsTable")).put_item(Item=item)
+    table = boto3.resource("dynamodb", region_name=REGION).Table(stack.physical_name("CampaignsTable"))
+    table.put_item(Item={"id": campaign_id} | {k: v for k, v in values.items() if k in main_fields})
+    progress = {k: v for k, v in values.items() if k not in main_fields and k != "id"}
+    table.put_item(Item={"id": f"{campaign_id}#progress", "state": status} | progress)
 
 
 def _sample_task_setup(stack: Stack) -> dict[str, Any]:
@@ -368,7 +374,13 @@ def test_a_stalled_fan_out_is_resumed_by_the_next_schedule_firing(
 ) -> None:
     put_subscribers(stack, 3)
     _put_campaign(
-        stack, "stalled", segments=1, segments_left=1, seg0_seq=0, recipients=0, updated_at="2026-11-28T08:00:00.000Z"
+        stack,
+        "stalled",
+        segments=1,
+        segments_left=1,
+        seg0_seq=0,
+        recipients=0,
+        progressed_at="2026-11-28T08:00:00.000Z",
     )
     result = campaigns.app("NewsletterDispatcherFunction").lambda_handler(
         load_event("newsletter_dispatcher_schedule.json"), context

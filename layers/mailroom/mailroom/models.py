@@ -300,6 +300,7 @@ class Campaign(BaseModel):
     started_at: str | None = None
     finished_at: str | None = None
     cancelled_at: str | None = None
+    progressed_at: str | None = None  # the fan-out's last step
     segments: int = 0
     segments_left: int = 0
     recipients: int = 0
@@ -353,6 +354,7 @@ class Resolution:
     email: str
     status: DeliveryStatus
     claim: str | None = None
+    claimed_at: str | None = None
     message_id: str | None = None
     error: str | None = None
 

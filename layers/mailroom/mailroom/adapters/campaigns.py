@@ -1,14 +1,22 @@
 """DynamoDB: the campaigns table - campaigns, their status transitions, fan-out state and counters.
 
-One item per campaign (key ``id``). Every status change is a conditional write, so two
-dispatchers, a repeated schedule firing or a double click start a campaign once. The
-fan-out state of each scan segment (``seg<k>_seq``, ``seg<k>_cursor``) moves forward only
-by a write conditioned on the position it read, so duplicated fan-out steps cannot repeat
-or skip a page. The counters (``sent``, ``failed``, ...) are changed only in the same
-transaction that resolves the result records (see ``adapters.results``).
+Two items per campaign:
+
+* the campaign (key ``<id>``): subject, content (up to 100 KiB), status, times. It changes
+  only at status transitions, each a conditional write, so two dispatchers, a repeated
+  schedule firing or a double click start a campaign once;
+* its progress (key ``<id>#progress``): a copy of the status (``state``), the fan-out
+  position of each scan segment (``seg<k>_seq``, ``seg<k>_cursor``) and the counters. It is
+  the item written hundreds of times per campaign, so it stays small: DynamoDB charges a
+  write by the size of the whole item, and counters next to 100 KiB of content would cost
+  100 write units per update.
+
+The fan-out position moves only by a write conditioned on the position read, so duplicated
+fan-out steps cannot repeat or skip a page; the counters change only in the transaction
+that resolves the result records (see ``adapters.results``).
 
 Indexes: ``ByStatus`` (status, due_at) finds due and sending campaigns; ``ByCreated``
-(kind, created_at) lists campaigns newest first.
+(kind, created_at) lists campaigns newest first. Progress items carry neither key.
 """
 
 from __future__ import annotations
@@ -16,8 +24,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from contextlib import suppress
 from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
 
 from mailroom.adapters.aws import dynamodb_client
 from mailroom.adapters.dynamodb import from_item, to_item
@@ -57,6 +66,13 @@ def decode_cursor(cursor: str | None, fields: tuple[str, ...]) -> dict[str, Any]
     return key
 
 
+PROGRESS = "#progress"
+
+
+def progress_key(campaign_id: str) -> dict[str, Any]:
+    return to_item({"id": f"{campaign_id}{PROGRESS}"})
+
+
 class CampaignRepository:
     def __init__(self, table_name: str, client: DynamoDBClient | None = None) -> None:
         self.table_name = table_name
@@ -66,18 +82,35 @@ class CampaignRepository:
         return to_item({"id": campaign_id})
 
     # -- reading ------------------------------------------------------------------------
-    def get(self, campaign_id: str) -> Campaign | None:
-        item = self.client.get_item(TableName=self.table_name, Key=self._key(campaign_id), ConsistentRead=True).get(
-            "Item"
-        )
-        return Campaign.model_validate(from_item(item)) if item else None
-
-    def raw(self, campaign_id: str) -> dict[str, Any] | None:
-        """The whole item, fan-out state included."""
-        item = self.client.get_item(TableName=self.table_name, Key=self._key(campaign_id), ConsistentRead=True).get(
-            "Item"
-        )
+    def _get(self, key: dict[str, Any]) -> dict[str, Any] | None:
+        item = self.client.get_item(TableName=self.table_name, Key=key, ConsistentRead=True).get("Item")
         return from_item(item) if item else None
+
+    def get(self, campaign_id: str) -> Campaign | None:
+        """The campaign with its counters."""
+        main = self._get(self._key(campaign_id))
+        if main is None or main.get("kind") != KIND:
+            return None
+        return _merge(main, self._get(progress_key(campaign_id)))
+
+    def progress(self, campaign_id: str) -> dict[str, Any] | None:
+        """The progress item: ``state``, fan-out position and counters."""
+        return self._get(progress_key(campaign_id))
+
+    def _with_progress(self, items: list[dict[str, Any]]) -> list[Campaign]:
+        if not items:
+            return []
+        keys = [progress_key(str(item["id"])) for item in items]
+        found: dict[str, dict[str, Any]] = {}
+        response = self.client.batch_get_item(RequestItems={self.table_name: {"Keys": keys, "ConsistentRead": True}})
+        for raw in response.get("Responses", {}).get(self.table_name, []):
+            item = from_item(raw)
+            found[str(item["id"]).removesuffix(PROGRESS)] = item
+        unprocessed: dict[str, Any] = dict(response.get("UnprocessedKeys") or {})
+        for raw_key in unprocessed.get(self.table_name, {}).get("Keys", []):
+            campaign_id = str(from_item(raw_key)["id"]).removesuffix(PROGRESS)
+            found[campaign_id] = self.progress(campaign_id) or {}
+        return [_merge(item, found.get(str(item["id"]))) for item in items]
 
     def page(self, limit: int, cursor: str | None = None) -> tuple[list[Campaign], str | None]:
         """Campaigns, newest first, a page at a time."""
@@ -93,11 +126,15 @@ class CampaignRepository:
         if start:
             kwargs["ExclusiveStartKey"] = start
         response = self.client.query(**kwargs)
-        items = [Campaign.model_validate(from_item(item)) for item in response.get("Items", [])]
+        items = self._with_progress([from_item(item) for item in response.get("Items", [])])
         return items, encode_cursor(response.get("LastEvaluatedKey"))
 
     def with_status(self, status: CampaignStatus, due_before: str | None = None) -> list[Campaign]:
-        """Every campaign in ``status`` (with ``due_at`` <= ``due_before`` if given)."""
+        """Every campaign in ``status`` (with ``due_at`` <= ``due_before`` if given), with counters.
+
+        The index is eventually consistent: whoever acts on the answer must re-check with a
+        conditional write (``start`` does).
+        """
         condition = "#status = :status" + (" AND due_at <= :due" if due_before else "")
         values: dict[str, Any] = {":status": status.value}
         if due_before:
@@ -111,15 +148,46 @@ class CampaignRepository:
             ExpressionAttributeNames={"#status": "status"},
             ExpressionAttributeValues=to_item(values),
         ):
-            found.extend(Campaign.model_validate(from_item(item)) for item in page.get("Items", []))
+            found.extend(self._with_progress([from_item(item) for item in page.get("Items", [])]))
         return found
 
     # -- writing ------------------------------------------------------------------------
     def create(self, campaign: Campaign) -> None:
-        values = campaign.model_dump(mode="json") | {"kind": KIND, "due_at": campaign.send_at or campaign.created_at}
+        values = campaign.model_dump(mode="json", include=set(MAIN_FIELDS)) | {
+            "kind": KIND,
+            "due_at": campaign.send_at or campaign.created_at,
+        }
         self.client.put_item(
             TableName=self.table_name, Item=to_item(values), ConditionExpression="attribute_not_exists(id)"
         )
+
+    def _update_main(
+        self, campaign_id: str, condition: str, values: dict[str, Any], sets: dict[str, Any], removes: tuple[str, ...]
+    ) -> dict[str, Any]:
+        """One conditional update of the campaign item, as a TransactWriteItems entry."""
+        names = {f"#{key}": key for key in sets} | {f"#{key}": key for key in removes} | {"#st": "status"}
+        expression = "SET " + ", ".join(f"#{key} = :{key}" for key in sets)
+        if removes:
+            expression += " REMOVE " + ", ".join(f"#{key}" for key in removes)
+        return {
+            "Update": {
+                "TableName": self.table_name,
+                "Key": self._key(campaign_id),
+                "UpdateExpression": expression,
+                "ConditionExpression": f"attribute_exists(id) AND ({condition})",
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": to_item({f":{key}": value for key, value in sets.items()} | values),
+            }
+        }
+
+    def _transact(self, items: list[dict[str, Any]]) -> bool:
+        try:
+            self.client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+                return False
+            raise
+        return True
 
     def _transition(
         self,
@@ -127,26 +195,27 @@ class CampaignRepository:
         allowed: tuple[CampaignStatus, ...],
         sets: dict[str, Any],
         removes: tuple[str, ...] = (),
+        extra: list[dict[str, Any]] | None = None,
+        due_before: str | None = None,
     ) -> Campaign | None:
-        """Apply ``sets`` if the campaign exists and its status is in ``allowed``; the new campaign, or None."""
-        names = {f"#{key}": key for key in sets} | {f"#{key}": key for key in removes} | {"#st": "status"}
-        allowed_values = {f":allowed{index}": status.value for index, status in enumerate(allowed)}
-        expression = "SET " + ", ".join(f"#{key} = :{key}" for key in sets)
-        if removes:
-            expression += " REMOVE " + ", ".join(f"#{key}" for key in removes)
-        try:
-            response = self.client.update_item(
-                TableName=self.table_name,
-                Key=self._key(campaign_id),
-                UpdateExpression=expression,
-                ConditionExpression=f"attribute_exists(id) AND #st IN ({', '.join(allowed_values)})",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=to_item({f":{key}": value for key, value in sets.items()} | allowed_values),
-                ReturnValues="ALL_NEW",
-            )
-        except self.client.exceptions.ConditionalCheckFailedException:
-            return None
-        return Campaign.model_validate(from_item(response["Attributes"]))
+        """Apply ``sets`` if the campaign's status is in ``allowed`` (and, with ``due_before``,
+        it is due), together with the ``extra`` transaction items; the campaign after, or None."""
+        values = {f":allowed{index}": status.value for index, status in enumerate(allowed)}
+        condition = f"#st IN ({', '.join(values)})"
+        if due_before is not None:
+            condition += " AND due_at <= :due_before"
+            values[":due_before"] = due_before
+        main = self._update_main(campaign_id, condition, values, sets, removes)
+        if extra:
+            if not self._transact([main, *extra]):
+                return None
+        else:
+            update = main["Update"]
+            try:
+                self.client.update_item(**update)
+            except self.client.exceptions.ConditionalCheckFailedException:
+                return None
+        return self.get(campaign_id)
 
     def update_content(self, campaign_id: str, changes: dict[str, Any], unschedule: bool, now: str) -> Campaign | None:
         """Edit a draft or scheduled campaign. ``send_at`` set schedules it; ``unschedule`` makes it a draft."""
@@ -159,50 +228,59 @@ class CampaignRepository:
             removes = ("send_at",)
         return self._transition(campaign_id, EDITABLE, sets, removes)
 
-    def start(self, campaign_id: str, segments: int, now: str) -> Campaign | None:
-        """draft/scheduled -> sending, with fresh fan-out state for ``segments`` scan segments.
+    def start(self, campaign_id: str, segments: int, now: str, due_before: str | None = None) -> Campaign | None:
+        """draft/scheduled -> sending, with a fresh progress item for ``segments`` scan segments.
 
-        Conditional: of two dispatchers, or a schedule firing twice, exactly one starts it.
+        One transaction with a condition on the status (and, for the dispatcher, on being
+        due): of two dispatchers, or a schedule firing twice, exactly one starts it.
         """
-        sets: dict[str, Any] = {
-            "status": CampaignStatus.SENDING.value,
-            "started_at": now,
-            "updated_at": now,
-            "due_at": now,
+        progress: dict[str, Any] = {
+            "id": f"{campaign_id}{PROGRESS}",
+            "state": CampaignStatus.SENDING.value,
             "segments": segments,
             "segments_left": segments,
-        } | {counter: 0 for counter in COUNTERS}
+            "progressed_at": now,
+        } | dict.fromkeys(COUNTERS, 0)
         for segment in range(segments):
-            sets[f"seg{segment}_seq"] = 0
-        return self._transition(campaign_id, EDITABLE, sets)
+            progress[f"seg{segment}_seq"] = 0
+        sets = {"status": CampaignStatus.SENDING.value, "started_at": now, "updated_at": now, "due_at": now}
+        allowed = (CampaignStatus.SCHEDULED,) if due_before else EDITABLE
+        put = {"Put": {"TableName": self.table_name, "Item": to_item(progress)}}
+        return self._transition(campaign_id, allowed, sets, extra=[put], due_before=due_before)
 
     def unstart(self, campaign_id: str, previous: Campaign, now: str) -> None:
         """Undo ``start`` when its fan-out could not be queued (only if nothing happened since)."""
         status = CampaignStatus.SCHEDULED if previous.send_at else CampaignStatus.DRAFT
-        with suppress(self.client.exceptions.ConditionalCheckFailedException):
-            self.client.update_item(
-                TableName=self.table_name,
-                Key=self._key(campaign_id),
-                UpdateExpression="SET #st = :status, due_at = :due, updated_at = :now REMOVE started_at",
-                ConditionExpression="#st = :sending AND recipients = :zero",
-                ExpressionAttributeNames={"#st": "status"},
-                ExpressionAttributeValues=to_item(
-                    {
-                        ":status": status.value,
-                        ":due": previous.send_at or previous.created_at,
-                        ":now": now,
-                        ":sending": CampaignStatus.SENDING.value,
-                        ":zero": 0,
-                    }
-                ),
-            )
+        sets = {"status": status.value, "due_at": previous.send_at or previous.created_at, "updated_at": now}
+        delete = {
+            "Delete": {
+                "TableName": self.table_name,
+                "Key": progress_key(campaign_id),
+                "ConditionExpression": "recipients = :zero",
+                "ExpressionAttributeValues": to_item({":zero": 0}),
+            }
+        }
+        self._transition(campaign_id, (CampaignStatus.SENDING,), sets, ("started_at",), extra=[delete])
 
-    def cancel(self, campaign_id: str, now: str) -> Campaign | None:
-        return self._transition(
-            campaign_id,
-            (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED, CampaignStatus.SENDING),
-            {"status": CampaignStatus.CANCELLED.value, "cancelled_at": now, "updated_at": now, "due_at": now},
-        )
+    def cancel(self, campaign_id: str, now: str, sending: bool) -> Campaign | None:
+        """-> cancelled; a sending campaign's progress says so too (fan-out and workers stop)."""
+        sets = {"status": CampaignStatus.CANCELLED.value, "cancelled_at": now, "updated_at": now, "due_at": now}
+        extra = [self._set_state(campaign_id, CampaignStatus.CANCELLED)] if sending else None
+        allowed = (CampaignStatus.SENDING,) if sending else EDITABLE
+        return self._transition(campaign_id, allowed, sets, extra=extra)
+
+    def _set_state(self, campaign_id: str, state: CampaignStatus, condition: str | None = None) -> dict[str, Any]:
+        update: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Key": progress_key(campaign_id),
+            "UpdateExpression": "SET #state = :state",
+            "ExpressionAttributeNames": {"#state": "state"},
+            "ExpressionAttributeValues": {":state": {"S": state.value}},
+        }
+        if condition:
+            update["ConditionExpression"] = condition
+            update["ExpressionAttributeValues"] |= to_item({":sending": CampaignStatus.SENDING.value, ":zero": 0})
+        return {"Update": update}
 
     # -- fan-out state ------------------------------------------------------------------
     def advance(self, campaign_id: str, segment: int, seq: int, cursor: str | None, selected: int, now: str) -> bool:
@@ -215,7 +293,7 @@ class CampaignRepository:
             "#seq": f"seg{segment}_seq",
             "#cursor": f"seg{segment}_cursor",
             "#done": f"seg{segment}_done",
-            "#st": "status",
+            "#state": "state",
         }
         values: dict[str, Any] = {
             ":seq": seq,
@@ -226,20 +304,20 @@ class CampaignRepository:
         }
         if cursor is None:
             expression = (
-                "SET #seq = :next, #done = :true, updated_at = :now"
+                "SET #seq = :next, #done = :true, progressed_at = :now"
                 " ADD recipients :n, segments_left :minus REMOVE #cursor"
             )
             values |= {":minus": -1, ":true": True}
         else:
-            expression = "SET #seq = :next, #cursor = :cursor, updated_at = :now ADD recipients :n"
+            expression = "SET #seq = :next, #cursor = :cursor, progressed_at = :now ADD recipients :n"
             values[":cursor"] = cursor
             del names["#done"]
         try:
             self.client.update_item(
                 TableName=self.table_name,
-                Key=self._key(campaign_id),
+                Key=progress_key(campaign_id),
                 UpdateExpression=expression,
-                ConditionExpression="#seq = :seq AND #st = :sending",
+                ConditionExpression="#seq = :seq AND #state = :sending",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=to_item(values),
             )
@@ -248,23 +326,48 @@ class CampaignRepository:
         return True
 
     def complete_if_done(self, campaign_id: str, now: str) -> bool:
-        """sending -> sent once the fan-out is done and every recipient is resolved."""
-        try:
-            self.client.update_item(
-                TableName=self.table_name,
-                Key=self._key(campaign_id),
-                UpdateExpression="SET #st = :sent, finished_at = :now, updated_at = :now, due_at = :now",
-                ConditionExpression="#st = :sending AND segments_left = :zero AND resolved = recipients",
-                ExpressionAttributeNames={"#st": "status"},
-                ExpressionAttributeValues=to_item(
-                    {
-                        ":sent": CampaignStatus.SENT.value,
-                        ":sending": CampaignStatus.SENDING.value,
-                        ":zero": 0,
-                        ":now": now,
-                    }
-                ),
-            )
-        except self.client.exceptions.ConditionalCheckFailedException:
+        """sending -> sent once the fan-out is done and every recipient is resolved.
+
+        A read of the small progress item first; the transaction only when it looks done.
+        """
+        progress = self.progress(campaign_id)
+        if (
+            not progress
+            or progress.get("state") != CampaignStatus.SENDING.value
+            or progress.get("segments_left") != 0
+            or progress.get("resolved") != progress.get("recipients")
+        ):
             return False
-        return True
+        done = "#state = :sending AND segments_left = :zero AND resolved = recipients"
+        sets = {"status": CampaignStatus.SENT.value, "finished_at": now, "updated_at": now, "due_at": now}
+        finished = self._transition(
+            campaign_id,
+            (CampaignStatus.SENDING,),
+            sets,
+            extra=[self._set_state(campaign_id, CampaignStatus.SENT, condition=done)],
+        )
+        return finished is not None
+
+
+MAIN_FIELDS = (
+    "id",
+    "subject",
+    "content",
+    "format",
+    "status",
+    "send_at",
+    "created_at",
+    "updated_at",
+    "started_at",
+    "finished_at",
+    "cancelled_at",
+)
+
+
+def _merge(main: dict[str, Any], progress: dict[str, Any] | None) -> Campaign:
+    """The campaign model from its two items (a campaign never started has no progress)."""
+    values = {key: main.get(key) for key in MAIN_FIELDS if main.get(key) is not None}
+    if progress:
+        values |= {key: progress[key] for key in (*COUNTERS, "segments", "segments_left") if key in progress}
+        values["progressed_at"] = progress.get("progressed_at")
+    return Campaign.model_validate(values)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from mailroom.adapters.aws import dynamodb_client
-from mailroom.adapters.campaigns import decode_cursor, encode_cursor
+from mailroom.adapters.campaigns import decode_cursor, encode_cursor, progress_key
 from mailroom.adapters.dynamodb import ResultLedger, from_item, to_item
 from mailroom.errors import MailroomError
 from mailroom.models import DeliveryStatus, Page, Recipient, Resolution
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 RESOLUTIONS_PER_TRANSACTION = 25
 TRANSACTION_ATTEMPTS = 8
 CHECKPOINT_TTL_SECONDS = 14 * 24 * 3600
+MAX_READS_PER_PAGE = 10
 PROBLEM_STATUSES = frozenset({DeliveryStatus.FAILED, DeliveryStatus.SKIPPED, DeliveryStatus.UNCERTAIN})
 _COUNTER_OF = {
     DeliveryStatus.SENT: "sent",
@@ -74,10 +75,28 @@ class CampaignResults:
 
     # -- one record -----------------------------------------------------------------------
     def claim(self, campaign_id: str, recipient: Recipient, token: str, now: str) -> tuple[bool, dict[str, Any] | None]:
-        """Claim the record for sending; on refusal, the record as it is."""
-        return self.ledger.try_claim(
-            campaign_pk(campaign_id), recipient.id, now, {"claim": token, "email": recipient.email}
-        )
+        """Claim the record for sending (a conditional PutItem); on refusal, the record as it is."""
+        item = {
+            "pk": campaign_pk(campaign_id),
+            "sk": recipient.id,
+            "status": DeliveryStatus.SENDING.value,
+            "claim": token,
+            "claimed_at": now,
+            "email": recipient.email,
+        }
+        try:
+            self.client.put_item(
+                TableName=self.results_table,
+                Item=to_item(item),
+                ConditionExpression="attribute_not_exists(pk) OR #status = :released",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=to_item({":released": DeliveryStatus.RELEASED.value}),
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except self.client.exceptions.ConditionalCheckFailedException as exc:
+            old = getattr(exc, "response", {}).get("Item")
+            return False, from_item(old) if old else None
+        return True, None
 
     def release(self, campaign_id: str, subscriber_id: str, error: str, now: str) -> None:
         """Give the claim back after a transient failure: a later delivery may send it."""
@@ -118,6 +137,8 @@ class CampaignResults:
                     self._backoff(attempt)
                     continue
                 reasons = exc.response.get("CancellationReasons") or []
+                if len(reasons) > len(pending) and reasons[len(pending)].get("Code") == "ConditionalCheckFailed":
+                    raise ResolveError(f"campaign {campaign_id} has no progress item (never started?)") from exc
                 stale = {
                     index
                     for index, reason in enumerate(reasons[: len(pending)])
@@ -140,37 +161,33 @@ class CampaignResults:
         counts = dict.fromkeys(_COUNTER_OF.values(), 0)
         for resolution in pending:
             counts[_COUNTER_OF[resolution.status]] += 1
-            values: dict[str, Any] = {
-                ":status": resolution.status.value,
-                ":now": now,
-                ":email": resolution.email,
+            # The whole record is written: a Put costs what an Update costs, and says it all.
+            record = {
+                "pk": pk,
+                "sk": resolution.subscriber_id,
+                "status": resolution.status.value,
+                "email": resolution.email,
+                "claimed_at": resolution.claimed_at,
+                "resolved_at": now,
+                "message_id": resolution.message_id,
+                "error": resolution.error,
+                "problem": None,
             }
-            sets = ["#status = :status", "resolved_at = :now", "email = :email"]
-            removes = ["#claim"]
-            if resolution.message_id:
-                sets.append("message_id = :message_id")
-                values[":message_id"] = resolution.message_id
-            if resolution.error:
-                sets.append("#error = :error")
-                values[":error"] = resolution.error
             if resolution.status in PROBLEM_STATUSES:
-                sets.append("problem = :problem")
-                values[":problem"] = f"{campaign_id}#{resolution.status.value}"
+                record["problem"] = f"{campaign_id}#{resolution.status.value}"
             if resolution.claim is None:
                 condition = "attribute_not_exists(pk) OR #status = :released"
-                values[":released"] = DeliveryStatus.RELEASED.value
+                values = {":released": DeliveryStatus.RELEASED.value}
+                names = {"#status": "status"}
             else:
                 condition = "#status = :sending AND #claim = :claim"
-                values |= {":sending": DeliveryStatus.SENDING.value, ":claim": resolution.claim}
-            names = {"#status": "status", "#claim": "claim"}
-            if resolution.error:
-                names["#error"] = "error"
+                values = {":sending": DeliveryStatus.SENDING.value, ":claim": resolution.claim}
+                names = {"#status": "status", "#claim": "claim"}
             items.append(
                 {
-                    "Update": {
+                    "Put": {
                         "TableName": self.results_table,
-                        "Key": to_item({"pk": pk, "sk": resolution.subscriber_id}),
-                        "UpdateExpression": f"SET {', '.join(sets)} REMOVE {', '.join(removes)}",
+                        "Item": to_item(record),
                         "ConditionExpression": condition,
                         "ExpressionAttributeNames": names,
                         "ExpressionAttributeValues": to_item(values),
@@ -182,7 +199,7 @@ class CampaignResults:
             {
                 "Update": {
                     "TableName": self.campaigns_table,
-                    "Key": to_item({"id": campaign_id}),
+                    "Key": progress_key(campaign_id),
                     "UpdateExpression": "ADD " + ", ".join(f"#{name} :{name}" for name in counters),
                     "ConditionExpression": "attribute_exists(id)",
                     "ExpressionAttributeNames": {f"#{name}": name for name in counters},
@@ -217,7 +234,10 @@ class CampaignResults:
                 kwargs["ExpressionAttributeValues"] |= to_item({":status": status.value})
         start = decode_cursor(cursor, fields)
         found: list[dict[str, Any]] = []
-        while True:
+        # Each read evaluates at most the rows still wanted, so no match is ever read past;
+        # a filter may match few of them: after a few reads the cursor is handed out, so one
+        # request stays well inside the API's time limit.
+        for _ in range(MAX_READS_PER_PAGE):
             request = {"TableName": self.results_table, "Limit": limit - len(found), **kwargs}
             if start:
                 request["ExclusiveStartKey"] = start
@@ -225,7 +245,8 @@ class CampaignResults:
             found.extend(_public_record(from_item(item)) for item in response.get("Items", []))
             start = response.get("LastEvaluatedKey")
             if not start or len(found) >= limit:
-                return found, encode_cursor(start)
+                break
+        return found, encode_cursor(start)
 
     # -- fan-out checkpoints --------------------------------------------------------------
     def checkpoint(

@@ -117,7 +117,8 @@ class CampaignAdmin:
         campaign = self._get(campaign_id)
         if campaign.status in FINAL:
             raise Conflict(f"The campaign is already {campaign.status.value}.")
-        cancelled: Campaign | None = self.campaigns.cancel(campaign_id, iso(self.clock()))
+        sending = campaign.status is CampaignStatus.SENDING
+        cancelled: Campaign | None = self.campaigns.cancel(campaign_id, iso(self.clock()), sending)
         if cancelled is None:
             raise Conflict("The campaign finished or was cancelled meanwhile.")
         logger.info("campaign cancelled", extra={"campaign_id": campaign_id})
@@ -165,9 +166,9 @@ def dispatch_due(
     """
     started: list[str] = []
     for campaign in campaigns.with_status(CampaignStatus.SCHEDULED, due_before=iso(at)):
-        if start_campaign(campaign, campaigns, fanout_queue, segments, utcnow(), correlation_id):
+        if start_campaign(campaign, campaigns, fanout_queue, segments, at, correlation_id, due=True):
             started.append(campaign.id)
         else:
             logger.info("campaign already started elsewhere", extra={"campaign_id": campaign.id})
-    resumed = resume_stalled(campaigns, fanout_queue, utcnow())
+    resumed = resume_stalled(campaigns, fanout_queue, at)
     return {"started": started, "resumed": resumed}

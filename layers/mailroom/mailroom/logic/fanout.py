@@ -56,9 +56,14 @@ def start_campaign(
     segments: int,
     now: datetime,
     correlation_id: str | None = None,
+    due: bool = False,
 ) -> Campaign | None:
-    """draft/scheduled -> sending, and queue its fan-out. None if it was not startable (any more)."""
-    started = campaigns.start(campaign.id, segments, iso(now))
+    """draft/scheduled -> sending, and queue its fan-out. None if it was not startable (any more).
+
+    ``due``: start it only if it is (still) scheduled and due at ``now`` - the dispatcher's
+    view of it came from an eventually consistent index.
+    """
+    started = campaigns.start(campaign.id, segments, iso(now), due_before=iso(now) if due else None)
     if started is None:
         return None
     steps = [
@@ -82,7 +87,7 @@ def resume_stalled(
     resumed: list[str] = []
     threshold = iso(datetime.fromtimestamp(now.timestamp() - stalled_after_seconds, tz=now.tzinfo))
     for campaign in campaigns.with_status(CampaignStatus.SENDING):
-        if campaign.fanout_done or campaign.updated_at > threshold:
+        if campaign.fanout_done or (campaign.progressed_at or campaign.updated_at) > threshold:
             continue
         fanout_queue.send_batch(
             [FanoutStep(campaign_id=campaign.id, segment=k).model_dump_json() for k in range(campaign.segments)]
@@ -117,9 +122,9 @@ def run_step(
     clock: Callable[[], datetime] = utcnow,
 ) -> StepResult:
     result = StepResult(step.campaign_id, step.segment)
-    item = campaigns.raw(step.campaign_id)
+    item = campaigns.progress(step.campaign_id)
     k = step.segment
-    if not item or item.get("status") != CampaignStatus.SENDING.value or f"seg{k}_seq" not in item:
+    if not item or item.get("state") != CampaignStatus.SENDING.value or f"seg{k}_seq" not in item:
         result.state = "stopped"
         return result
     if item.get(f"seg{k}_done"):

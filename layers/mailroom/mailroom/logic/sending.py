@@ -28,8 +28,8 @@ import random
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import Executor, as_completed
-from dataclasses import dataclass, field
+from concurrent.futures import Executor, Future, as_completed
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
 
@@ -74,6 +74,7 @@ class _Result:
     recipient: Recipient
     status: DeliveryStatus | None = None
     claim: str | None = None
+    claimed_at: str | None = None
     message_id: str | None = None
     error: str | None = None
     throttled: bool = False
@@ -86,6 +87,7 @@ class _Result:
             self.recipient.email,
             self.status,
             claim=self.claim,
+            claimed_at=self.claimed_at,
             message_id=self.message_id,
             error=self.error,
         )
@@ -174,28 +176,50 @@ class CampaignSender:
         stale_wait: list[Recipient] = []
         throttled: list[Recipient] = []
         try:
-            for future in as_completed(futures):
-                outcome = future.result()
-                if outcome.kind is _Kind.FINAL:
-                    resolutions.append(outcome.resolution())
-                elif outcome.kind is _Kind.DUPLICATE:
-                    self._duplicate(outcome, resolutions, stale_wait, result)
-                elif outcome.kind is _Kind.RETRY:
-                    result.outcomes[Outcome.RETRY] += 1
-                    if outcome.throttled:
-                        throttled.append(outcome.recipient)
-                    else:
-                        result.retry_error = result.retry_error or outcome.error
-                else:
-                    result.handed_back.append(outcome.recipient)
-                if len(resolutions) >= FLUSH_EVERY:
-                    self._commit(campaign.id, resolutions, result)
-                    resolutions = []
+            resolutions = self._collect(futures, campaign.id, task.task, resolutions, result, throttled, stale_wait)
         finally:
             # Whatever else happens, what was sent gets recorded.
             self._commit(campaign.id, resolutions, result)
         self._hand_back(task, result, throttled, stale_wait)
         return result
+
+    def _collect(
+        self,
+        futures: list[Future[_Result]],
+        campaign_id: str,
+        task_name: str,
+        resolutions: list[Resolution],
+        result: TaskResult,
+        throttled: list[Recipient],
+        stale_wait: list[Recipient],
+    ) -> list[Resolution]:
+        """Gather the sends' outcomes as they finish, committing every FLUSH_EVERY; the uncommitted rest."""
+        for future in as_completed(futures):
+            try:
+                outcome = future.result()
+            except Exception as exc:
+                # e.g. the claim's request failed: whether it was written is unknown, so the
+                # task goes back whole; the other sends are still collected and recorded
+                logger.exception("a send failed before it was sent", extra={"task": task_name})
+                result.outcomes[Outcome.RETRY] += 1
+                result.retry_error = result.retry_error or f"{type(exc).__name__}: {exc}"
+                continue
+            if outcome.kind is _Kind.FINAL:
+                resolutions.append(outcome.resolution())
+            elif outcome.kind is _Kind.DUPLICATE:
+                self._duplicate(outcome, resolutions, stale_wait, result)
+            elif outcome.kind is _Kind.RETRY:
+                result.outcomes[Outcome.RETRY] += 1
+                if outcome.throttled:
+                    throttled.append(outcome.recipient)
+                else:
+                    result.retry_error = result.retry_error or outcome.error
+            else:
+                result.handed_back.append(outcome.recipient)
+            if len(resolutions) >= FLUSH_EVERY:
+                self._commit(campaign_id, resolutions, result)
+                resolutions = []
+        return resolutions
 
     def _check_eligibility(self, recipients: list[Recipient]) -> tuple[list[Resolution], list[Recipient]]:
         """Skip who unsubscribed or was erased since the fan-out; the rest, with their current name."""
@@ -244,6 +268,7 @@ class CampaignSender:
                     outcome.recipient.email,
                     DeliveryStatus.UNCERTAIN,
                     claim=claim,
+                    claimed_at=claimed_at,
                     error="the attempt that claimed it stopped before recording a result; it may have been sent",
                 )
             )
@@ -272,11 +297,12 @@ class CampaignSender:
             return _Result(_Kind.FINAL, recipient, DeliveryStatus.FAILED, error=str(exc))
         if not self.pacer.acquire(budget.deadline):
             return _Result(_Kind.NOT_STARTED, recipient)
-        token = uuid.uuid4().hex
-        claimed, record = self.results.claim(campaign.id, recipient, token, self.now())
+        token, claimed_at = uuid.uuid4().hex, self.now()
+        claimed, record = self.results.claim(campaign.id, recipient, token, claimed_at)
         if not claimed:
             return _Result(_Kind.DUPLICATE, recipient, record=record)
-        return self._send_claimed(campaign.id, recipient, token, raw, tags, task_name)
+        result = self._send_claimed(campaign.id, recipient, token, raw, tags, task_name)
+        return replace(result, claimed_at=claimed_at)
 
     def _send_claimed(
         self, campaign_id: str, recipient: Recipient, token: str, raw: bytes, tags: dict[str, str], task_name: str
