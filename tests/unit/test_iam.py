@@ -1,0 +1,210 @@
+"""Least privilege that is also enough: every AWS call a handler makes is allowed by its template policy.
+
+moto does not enforce IAM, so a missing action would only show after a deploy, as an
+AccessDenied. This test drives every function through its paths (under moto), records
+each AWS request with the function that made it, and checks the request against that
+function's `Policies` in template.yaml (actions and resources, wildcards as IAM matches them).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import ModuleType
+from typing import Any
+from unittest import mock
+
+import pytest
+from botocore.client import BaseClient
+
+from mailroom_local.template import Stack
+from tests.campaigns import Campaigns, Loader, put_subscribers, set_status
+from tests.support import ACCOUNT, REGION, load_event, queue_messages, sqs_event
+
+_current: list[str] = []  # the function being invoked (worker threads read it too)
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, str, dict[str, Any]]] = []
+
+    def __call__(self, client: BaseClient, operation: str, params: dict[str, Any]) -> None:
+        if _current:
+            self.calls.append((_current[-1], client.meta.service_model.service_name, operation, params))
+
+
+@contextmanager
+def invoking(function: str) -> Iterator[None]:
+    _current.append(function)
+    try:
+        yield
+    finally:
+        _current.pop()
+
+
+class Traced:
+    """A loaded function whose lambda_handler records the AWS calls it makes as that function."""
+
+    def __init__(self, module: ModuleType, function: str) -> None:
+        self._module = module
+        self._function = function
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._module, name)
+
+    def lambda_handler(self, event: Any, context: Any) -> Any:
+        with invoking(self._function):
+            return self._module.lambda_handler(event, context)
+
+
+class TracedCampaigns(Campaigns):
+    def app(self, logical_id: str) -> Any:
+        return Traced(super().app(logical_id), logical_id)
+
+
+def table_arn(name: str) -> str:
+    return f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
+
+
+def needed(service: str, operation: str, params: dict[str, Any]) -> list[tuple[str, str]]:
+    """The (action, resource) pairs IAM checks for one request."""
+    if service == "dynamodb":
+        if operation in ("BatchGetItem", "BatchWriteItem"):
+            return [(f"dynamodb:{operation}", table_arn(table)) for table in params["RequestItems"]]
+        if operation == "TransactWriteItems":
+            kinds = {
+                "Put": "PutItem",
+                "Update": "UpdateItem",
+                "Delete": "DeleteItem",
+                "ConditionCheck": "ConditionCheckItem",
+            }
+            pairs = []
+            for item in params["TransactItems"]:
+                ((kind, op),) = item.items()
+                pairs.append((f"dynamodb:{kinds[kind]}", table_arn(op["TableName"])))
+            return pairs
+        resource = table_arn(params["TableName"])
+        if params.get("IndexName"):
+            resource += f"/index/{params['IndexName']}"
+        return [(f"dynamodb:{operation}", resource)]
+    if service == "sqs":
+        queue = params["QueueUrl"].rstrip("/").rpartition("/")[2]
+        action = "sqs:SendMessage" if operation in ("SendMessage", "SendMessageBatch") else f"sqs:{operation}"
+        return [(action, f"arn:aws:sqs:{REGION}:{ACCOUNT}:{queue}")]
+    if service == "sesv2":
+        if operation == "SendEmail":
+            sender = params["FromEmailAddress"]
+            return [("ses:SendEmail", f"arn:aws:ses:{REGION}:{ACCOUNT}:identity/{sender}")]
+        return [(f"ses:{operation}", "*")]
+    raise AssertionError(f"no IAM mapping for {service}:{operation}")
+
+
+def allowed(stack: Stack, function: str) -> list[tuple[list[str], list[str]]]:
+    """The (actions, resources) of every Allow statement of the function's policies."""
+    policies = stack.resolve(stack.template["Resources"][function]["Properties"].get("Policies") or [])
+    statements: list[tuple[list[str], list[str]]] = []
+    for policy in policies:
+        if "SQSSendMessagePolicy" in policy:
+            queue = policy["SQSSendMessagePolicy"]["QueueName"]
+            statements.append((["sqs:SendMessage*"], [f"arn:aws:sqs:{REGION}:{ACCOUNT}:{queue}"]))
+            continue
+        for statement in policy.get("Statement", []):
+            assert statement["Effect"] == "Allow"
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            statements.append(([str(a) for a in actions], [str(r) for r in resources]))
+    return statements
+
+
+def permits(statements: list[tuple[list[str], list[str]]], action: str, resource: str) -> bool:
+    return any(
+        any(fnmatch.fnmatchcase(action, pattern) for pattern in actions)
+        and any(fnmatch.fnmatchcase(resource, pattern) for pattern in resources)
+        for actions, resources in statements
+    )
+
+
+def _drive_everything(stack: Stack, campaigns: Campaigns) -> None:
+    """Every function through its main paths and its error paths."""
+    registration = campaigns.app("RegistrationFunction")
+    registration.lambda_handler(load_event("registration_post.json"), campaigns.context)
+    welcome = campaigns.app("WelcomeWorkerFunction")
+    welcome.lambda_handler(sqs_event(stack, "WelcomeQueue", queue_messages(stack, "WelcomeQueue")), campaigns.context)
+
+    put_subscribers(stack, 30)
+    first = campaigns.create(send_at="2026-01-01T10:00:00Z")
+    campaigns.call("GET", "/admin/campaigns")
+    campaigns.call("PATCH", f"/admin/campaigns/{first['id']}", {"subject": "Edited"})
+    campaigns.call("POST", f"/admin/campaigns/{first['id']}/preview", {"email": "r1@example.com"})
+    campaigns.call("POST", "/admin/campaigns/preview", {"subject": "S", "content": "C"})
+    campaigns.call("POST", f"/admin/campaigns/{first['id']}/test", {"email": "me@example.com"})
+    campaigns.app("NewsletterDispatcherFunction").lambda_handler(
+        load_event("newsletter_dispatcher_schedule.json"), campaigns.context
+    )
+    campaigns.run_fanout()
+    set_status(stack, "r2@example.com", "unsubscribed")
+    campaigns.run_workers()
+    campaigns.call("GET", f"/admin/campaigns/{first['id']}/recipients", query={"status": "skipped"})
+    campaigns.call("GET", f"/admin/campaigns/{first['id']}/recipients", query={"status": "sent"})
+
+    second = campaigns.create()
+    campaigns.send(second["id"])
+    campaigns.run_fanout()
+    campaigns.call("POST", f"/admin/campaigns/{second['id']}/cancel")
+    campaigns.run_workers()
+    third = campaigns.create()
+    campaigns.call("POST", f"/admin/campaigns/{third['id']}/cancel")
+    # a throttled send hands recipients back on the queue (the worker sends to its own queue)
+    fourth = campaigns.create()
+    campaigns.send(fourth["id"])
+    campaigns.run_fanout()
+    worker = campaigns.app("NewsletterWorkerFunction")
+    throttled = {"Error": {"Code": "TooManyRequestsException", "Message": "Maximum sending rate exceeded."}}
+    from botocore.exceptions import ClientError
+
+    worker.campaign_sender.pacer.penalize = lambda seconds: None
+    with mock.patch.object(
+        worker.campaign_sender.mailer.client, "send_email", side_effect=ClientError(throttled, "SendEmail")
+    ):
+        campaigns.run_workers()
+
+
+def test_every_aws_call_of_every_function_is_allowed_by_its_policy(stack: Stack, load_function: Loader) -> None:
+    recorder = Recorder()
+    real = BaseClient._make_api_call
+
+    def recording(client: BaseClient, operation: str, params: dict[str, Any]) -> Any:
+        recorder(client, operation, params)
+        return real(client, operation, params)
+
+    campaigns = TracedCampaigns(stack, load_function, env={"FANOUT_PAGE_SIZE": "10"})
+    with mock.patch.object(BaseClient, "_make_api_call", recording):
+        _drive_everything(stack, campaigns)
+
+    functions = {call[0] for call in recorder.calls}
+    assert functions == set(stack.functions)  # every function was exercised
+    denied = sorted(
+        {
+            (function, action, resource)
+            for function, service, operation, params in recorder.calls
+            for action, resource in needed(service, operation, params)
+            if not permits(allowed(stack, function), action, resource)
+        }
+    )
+    assert denied == [], json.dumps(denied, indent=1)
+
+
+def test_the_check_catches_a_missing_action(stack: Stack) -> None:
+    statements = allowed(stack, "NewsletterWorkerFunction")
+    assert permits(statements, "dynamodb:PutItem", table_arn("ResultsTable"))
+    assert not permits(statements, "dynamodb:DeleteItem", table_arn("ResultsTable"))
+    assert not permits(statements, "dynamodb:Scan", table_arn("SubscribersTable"))
+    assert not permits(allowed(stack, "RegistrationFunction"), "dynamodb:Scan", table_arn("SubscribersTable"))
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_function() -> Iterator[None]:
+    yield
+    _current.clear()
