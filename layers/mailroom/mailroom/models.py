@@ -183,6 +183,14 @@ class Mail(BaseModel):
             raise ValueError("must be a single line without control characters")
         return value
 
+    @field_validator("headers")
+    @classmethod
+    def _single_line_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not re.fullmatch(r"[A-Za-z0-9-]{1,76}", name) or _CONTROL.search(text):
+                raise ValueError(f"header {name!r} must be a token with a single-line value")
+        return value
+
 
 # --------------------------------------------------------------------------------------
 # Campaigns
