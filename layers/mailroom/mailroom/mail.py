@@ -17,7 +17,7 @@ from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from mailroom.models import Mail
+from mailroom.models import CONTROL, Mail
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -112,6 +112,8 @@ def _header_text(value: str) -> str:
 
 @cache
 def _address_header(name: str, address: str) -> str:
+    if CONTROL.search(name) or CONTROL.search(address) or not address.isascii():
+        raise ValueError("the sender's name and address must be single-line (and the address ASCII)")
     if name.isascii():
         return formataddr((name, address))
     return f"{_header_text(name)} <{address}>"

@@ -16,7 +16,7 @@ MAX_NAME_LENGTH = 100
 
 # Any control character (C0, DEL, C1) and the Unicode line/paragraph separators: a
 # name ends up in mail bodies and must never be able to break a line or a header.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def utcnow() -> datetime:
@@ -67,7 +67,7 @@ class Registration(Strict):
     def _name(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        if _CONTROL.search(value):
+        if CONTROL.search(value):
             raise ValueError("must not contain control characters or line breaks")
         return value or None
 
@@ -179,7 +179,7 @@ class Mail(BaseModel):
     @field_validator("subject", "to")
     @classmethod
     def _single_line(cls, value: str) -> str:
-        if _CONTROL.search(value):
+        if CONTROL.search(value):
             raise ValueError("must be a single line without control characters")
         return value
 
@@ -187,7 +187,7 @@ class Mail(BaseModel):
     @classmethod
     def _single_line_headers(cls, value: dict[str, str]) -> dict[str, str]:
         for name, text in value.items():
-            if not re.fullmatch(r"[A-Za-z0-9-]{1,76}", name) or _CONTROL.search(text):
+            if not re.fullmatch(r"[A-Za-z0-9-]{1,76}", name) or CONTROL.search(text):
                 raise ValueError(f"header {name!r} must be a token with a single-line value")
         return value
 
@@ -216,7 +216,7 @@ def _subject(value: str) -> str:
     value = value.strip()
     if not value:
         raise ValueError("must not be empty")
-    if _CONTROL.search(value):
+    if CONTROL.search(value):
         raise ValueError("must be a single line without control characters (no CR/LF)")
     return value
 
@@ -237,7 +237,7 @@ def _aware(value: datetime | None) -> datetime | None:
 
 
 def _name(value: str) -> str:
-    if _CONTROL.search(value):
+    if CONTROL.search(value):
         raise ValueError("must not contain control characters or line breaks")
     return value
 
