@@ -1,5 +1,8 @@
 """Newsletter worker: SQS batch of campaign tasks, many recipients each, sent concurrently and paced.
 
+The batch's tasks are sent at the same time (one pool of send threads, one pacer); then
+each record is reported: done, handed back, or failed.
+
 Each recipient is sent at most once (a claim before the send); results and counters commit
 together. Throttled recipients and those not started before the time budget ran out go back
 on the queue as a new, delayed task; a task with nothing done, or with a transient SES
@@ -16,6 +19,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
 
 from mailroom.adapters.campaigns import CampaignRepository
 from mailroom.adapters.dynamodb import SubscriberRepository
@@ -25,7 +29,7 @@ from mailroom.adapters.sqs import TaskQueue
 from mailroom.config import NewsletterWorkerSettings
 from mailroom.errors import TaskRetry
 from mailroom.logic.delivery import Sender
-from mailroom.logic.sending import CampaignSender
+from mailroom.logic.sending import CampaignSender, TaskResult
 from mailroom.models import CampaignTask
 from mailroom.observability import logger, metrics, timed
 from mailroom.pacing import AccountRate, Pacer, share_of
@@ -52,11 +56,32 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 metrics.set_default_dimensions(task_type="newsletter")
 
 
+# The results of this invocation's tasks, sent together before the records are reported.
+_done: dict[str, TaskResult | Exception] = {}
+
+
+def _send_batch(event: dict[str, Any], context: LambdaContext | None) -> None:
+    """Parse every record and process the valid tasks at the same time."""
+    _done.clear()
+    tasks: dict[str, CampaignTask] = {}
+    for raw in event.get("Records", []):
+        try:
+            tasks[raw["messageId"]] = CampaignTask.model_validate_json(raw["body"])
+        except ValidationError:
+            continue  # record_handler parses it again and fails that record
+    results = campaign_sender.process_many(list(tasks.values()), Budget.of(context))
+    _done.update(zip(tasks, results, strict=True))
+
+
 def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> str:
     task = CampaignTask.model_validate_json(record.body)
     logger.set_correlation_id(task.correlation_id or record.message_id)
-    with timed():
-        result = campaign_sender.process(task, Budget.of(lambda_context))
+    result = _done.pop(record.message_id, None)
+    if result is None:  # not sent with the batch (a direct call): send it now
+        with timed():
+            result = campaign_sender.process(task, Budget.of(lambda_context))
+    if isinstance(result, Exception):
+        raise result
     count_outcomes(result.outcomes, result.throttled)
     if result.not_started:
         if int(record.attributes.approximate_receive_count or 1) < FRESH_COPY_AFTER_RECEIVES:
@@ -82,4 +107,6 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     pacer.set_rate(share_of(account_rate(), settings.max_concurrency))
+    with timed():
+        _send_batch(event, context)
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -48,7 +48,7 @@ class NewsletterWorkerSettings(_SenderSettings):
     # how many invocations of this worker may run at once (the event source mapping's cap)
     max_concurrency: int = Field(default=2, ge=1, alias="WORKER_MAX_CONCURRENCY")
     # threads sending at once within one invocation
-    send_threads: int = Field(default=32, ge=1, le=64, alias="SEND_THREADS")
+    send_threads: int = Field(default=64, ge=1, le=64, alias="SEND_THREADS")
 
 
 class _CampaignSettings(_Settings):
