@@ -19,7 +19,7 @@ UV_VERSION := 0.13.9
 # sam build runs the layers' Makefiles: they need a python3 with pip (the venv's).
 SAM_ENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 
-.PHONY: help venv sam run test lint typecheck unit integration pytest validate build deploy deploy-prod lock clean
+.PHONY: help venv sam run test lint typecheck unit integration pytest validate build deploy deploy-prod lock clean bench
 
 help:
 	@echo "make run       start Mailroom locally on http://127.0.0.1:$(PORT) (moto as AWS; no Docker, no account)"
@@ -83,6 +83,11 @@ lock: venv
 		--no-header --annotation-style line -o layers/dependencies/requirements.txt
 	sed -i '1i # Pinned for python3.13 on arm64 (the Lambda layer); do not edit: `make lock` writes it from requirements.in.' \
 		layers/dependencies/requirements.txt
+
+# Issue #3's measurements: worker throughput, pacing, fan-out of BENCH_ARGS' --subscribers
+# (default 100000) on the embedded runtime; prints a report and writes bench/results.md.
+bench: venv
+	$(PY) -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache

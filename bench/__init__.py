@@ -1,0 +1,1 @@
+"""Benchmarks of issue #3 (campaigns): worker throughput, pacing, fan-out. Run: ``make bench``."""
