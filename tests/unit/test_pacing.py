@@ -118,3 +118,24 @@ def test_an_unreadable_rate_falls_back_to_the_cap_or_the_sandbox_rate(stack: Sta
 
     assert AccountRate(Broken())() == FALLBACK_RATE  # type: ignore[arg-type]
     assert AccountRate(Broken(), limit=25.0)() == 25.0  # type: ignore[arg-type]
+
+
+def test_a_thread_that_wakes_too_late_takes_a_new_slot_instead_of_bunching() -> None:
+    clock = FakeClock()
+    oversleeps = [0.05]  # the first sleep ends 50 ms late (a busy CPU)
+
+    def sleep(seconds: float) -> None:
+        clock.sleep(seconds + (oversleeps.pop() if oversleeps else 0.0))
+
+    pacer = Pacer(rate=10.0, clock=clock, sleep=sleep, tolerance=0.01)
+    assert pacer.acquire()  # slot 100.0, no sleep
+    assert pacer.acquire()  # slot 100.1, woke at 100.15: too late, takes the next slot 100.2
+    assert clock.now == pytest.approx(100.2)
+
+
+def test_a_throttle_slows_the_rest_of_the_invocation_by_a_tenth() -> None:
+    pacer = Pacer(rate=100.0)
+    pacer.penalize(0.0)
+    assert pacer.rate == pytest.approx(100.0 / 1.1)
+    pacer.set_rate(100.0)  # the next invocation starts from the account's rate again
+    assert pacer.rate == pytest.approx(100.0)

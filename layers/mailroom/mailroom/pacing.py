@@ -74,16 +74,23 @@ def share_of(rate: float, max_concurrency: int) -> float:
 
 
 class Pacer:
-    """Hands out evenly spaced send slots to many threads (a virtual-time token bucket, burst 1)."""
+    """Hands out evenly spaced send slots to many threads (a virtual-time token bucket, burst 1).
+
+    A thread that wakes up more than ``tolerance`` after its slot (the CPU was busy, the GIL
+    elsewhere) does not send then: it takes a new slot. Otherwise the late ones would go
+    out together with the punctual ones after them, and SES counts sends per second.
+    """
 
     def __init__(
         self,
         rate: float,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        tolerance: float = 0.01,
     ) -> None:
         self.clock = clock
         self.sleep = sleep
+        self.tolerance = tolerance
         self._interval = 1.0 / rate
         self._next = clock()
         self._lock = threading.Lock()
@@ -98,17 +105,21 @@ class Pacer:
 
     def acquire(self, deadline: float | None = None) -> bool:
         """Wait for the next slot. False, without taking one, if it would start after ``deadline``."""
-        with self._lock:
-            now = self.clock()
-            slot = max(self._next, now)
-            if deadline is not None and slot > deadline:
-                return False
-            self._next = slot + self._interval
-        if slot > now:
-            self.sleep(slot - now)
-        return True
+        while True:
+            with self._lock:
+                now = self.clock()
+                slot = max(self._next, now)
+                if deadline is not None and slot > deadline:
+                    return False
+                self._next = slot + self._interval
+            if slot > now:
+                self.sleep(slot - now)
+            if self.clock() - slot <= self.tolerance:
+                return True
 
     def penalize(self, seconds: float) -> None:
-        """After a throttled call: no slot for ``seconds`` (for every thread)."""
+        """After a throttled call: no slot for ``seconds`` (for every thread), and 10% slower
+        for the rest of the invocation (the next invocation starts from the account's rate)."""
         with self._lock:
+            self._interval *= 1.1
             self._next = max(self._next, self.clock() + seconds)
