@@ -10,6 +10,7 @@ handler does. AWS is faked inside botocore (:mod:`bench.fake_aws`).
 
 from __future__ import annotations
 
+import gc
 import itertools
 import math
 import multiprocessing
@@ -209,6 +210,7 @@ def build_worker(setup: Setup, fake: FakeAws, threads: int, max_concurrency: int
         executor=executor,
     )
     account_rate = AccountRate(client=fake.install(client("sesv2", CONFIG)))
+    gc.freeze()  # as functions/newsletter_worker/app.py does at the end of its init
     return Worker(sender, pacer, account_rate, executor, max_concurrency)
 
 

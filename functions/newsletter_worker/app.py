@@ -11,6 +11,7 @@ error, is a batch item failure and SQS redelivers it.
 
 from __future__ import annotations
 
+import gc
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -52,6 +53,9 @@ campaign_sender = CampaignSender(
 # The queue's maxReceiveCount is 5: a task never started is handed back as a new message
 # from its third receive on, instead of as a batch item failure.
 FRESH_COPY_AFTER_RECEIVES = 3
+# Everything loaded so far lives as long as the process: keep the garbage collector from
+# walking it (its pauses made the pacer's threads send in bursts after them).
+gc.freeze()
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 metrics.set_default_dimensions(task_type="newsletter")
 

@@ -313,15 +313,14 @@ class CampaignSender:
             raw = to_mime(renderer.render(recipient, tags), self.sender.address, self.sender.name)
         except ContentError as exc:
             return _Result(_Kind.FINAL, recipient, DeliveryStatus.FAILED, error=str(exc))
+        # The slot comes first, then the claim: a record is never held `sending` while it
+        # waits for its turn (a crash then would leave it unsent yet never sent again).
+        if not self.pacer.acquire(budget.deadline):
+            return _Result(_Kind.NOT_STARTED, recipient)
         token, claimed_at = uuid.uuid4().hex, self.now()
         claimed, record = self.results.claim(campaign.id, recipient, token, claimed_at)
         if not claimed:
             return _Result(_Kind.DUPLICATE, recipient, record=record)
-        # The slot is taken right before the send, so SES sees the pacer's spacing, not the
-        # claim's latency on top of it.
-        if not self.pacer.acquire(budget.deadline):
-            self.results.release(campaign.id, recipient.id, "the worker's time budget ran out", self.now())
-            return _Result(_Kind.NOT_STARTED, recipient)
         result = self._send_claimed(campaign.id, recipient, token, raw, tags, task_name)
         return replace(result, claimed_at=claimed_at)
 
