@@ -681,3 +681,14 @@ class _InlineExecutor:
         except Exception as exc:  # pragma: no cover - surfaced by future.result()
             future.set_exception(exc)
         return future
+
+
+def test_a_campaign_with_nobody_to_send_to_is_sent_at_once(stack: Stack, campaigns: Campaigns) -> None:
+    put_subscribers(stack, 3, unsubscribed_every=1)  # all unsubscribed
+    campaign = campaigns.create()
+    campaigns.send(campaign["id"])
+    campaigns.run_fanout()
+    assert queue_messages(stack, "NewsletterQueue") == []
+    final = campaigns.get(campaign["id"])
+    assert final["status"] == "sent" and final["fanout_done"]
+    assert final["counters"]["recipients"] == 0 and sent_mails() == []
