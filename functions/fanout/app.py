@@ -35,7 +35,6 @@ results = CampaignResults(settings.results_table, settings.campaigns_table)
 task_queue = TaskQueue(settings.newsletter_queue_url)
 fanout_queue = TaskQueue(settings.fanout_queue_url)
 fanout = FanoutSettings(
-    segments=settings.fanout_segments,
     page_size=settings.page_size,
     recipients_per_task=settings.recipients_per_task,
 )

@@ -80,10 +80,7 @@ def _send_batch(event: dict[str, Any], context: LambdaContext | None) -> None:
 def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> str:
     task = CampaignTask.model_validate_json(record.body)
     logger.set_correlation_id(task.correlation_id or record.message_id)
-    result = _done.pop(record.message_id, None)
-    if result is None:  # not sent with the batch (a direct call): send it now
-        with timed():
-            result = campaign_sender.process(task, Budget.of(lambda_context))
+    result = _done.pop(record.message_id)  # sent with the batch by _send_batch
     if isinstance(result, Exception):
         raise result
     count_outcomes(result.outcomes, result.throttled)

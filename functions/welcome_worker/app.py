@@ -22,7 +22,7 @@ from mailroom.logic.delivery import Sender
 from mailroom.logic.welcome import send_welcome
 from mailroom.models import WelcomeTask
 from mailroom.observability import logger, metrics, timed
-from mailroom.worker import count_deliveries, raise_if_retry, time_budget
+from mailroom.worker import Budget, count_outcomes, raise_if_retry
 
 settings = WelcomeWorkerSettings.from_env(os.environ)
 subscribers = SubscriberRepository(settings.subscribers_table)
@@ -35,13 +35,13 @@ metrics.set_default_dimensions(task_type="welcome")
 
 
 def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> str:
-    if time_budget(lambda_context)():
+    if Budget.of(lambda_context).expired():
         raise TaskRetry("the worker's time budget ran out before this record")
     task = WelcomeTask.model_validate_json(record.body)
     logger.set_correlation_id(task.correlation_id or record.message_id)
     with timed():
         delivery = send_welcome(task, subscribers, ledger, mailer, sender)
-    count_deliveries([delivery])
+    count_outcomes({delivery.outcome: 1}, int(delivery.throttled))
     raise_if_retry([delivery])
     return delivery.outcome.value
 

@@ -105,14 +105,6 @@ def parse_json_body(event: Mapping[str, Any], model: type[M], max_bytes: int = M
         ) from None
 
 
-def json_response(status: int, body: Any) -> dict[str, Any]:
-    return {
-        "statusCode": status,
-        "headers": {"Content-Type": "application/json", "Cache-Control": "no-store"},
-        "body": json.dumps(body),
-    }
-
-
 def respond(status: int, body: Any) -> Response[Any]:
     """A JSON answer that no cache keeps."""
     return Response(

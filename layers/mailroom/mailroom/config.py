@@ -54,10 +54,15 @@ class NewsletterWorkerSettings(_SenderSettings):
 class _CampaignSettings(_Settings):
     campaigns_table: str = Field(alias="CAMPAIGNS_TABLE")
     fanout_queue_url: str = Field(alias="FANOUT_QUEUE_URL")
+
+
+class _StartingSettings(_CampaignSettings):
+    """Who starts campaigns chooses how many scan segments their fan-out has."""
+
     fanout_segments: int = Field(default=4, ge=1, le=64, alias="FANOUT_SEGMENTS")
 
 
-class DispatcherSettings(_CampaignSettings):
+class DispatcherSettings(_StartingSettings):
     pass
 
 
@@ -69,6 +74,6 @@ class FanoutSettingsEnv(_CampaignSettings):
     page_size: int = Field(default=500, ge=10, le=1000, alias="FANOUT_PAGE_SIZE")
 
 
-class AdminSettings(_CampaignSettings, _SenderSettings):
+class AdminSettings(_StartingSettings, _SenderSettings):
     subscribers_table: str = Field(alias="SUBSCRIBERS_TABLE")
     public_url: str = Field(alias="PUBLIC_URL")

@@ -45,6 +45,16 @@ def normalize_email(value: str) -> str:
     return f"{checked.local_part.lower()}@{checked.ascii_domain.lower()}"
 
 
+def _name(value: str) -> str:
+    if CONTROL.search(value):
+        raise ValueError("must not contain control characters or line breaks")
+    return value
+
+
+# A person's name: trimmed, at most MAX_NAME_LENGTH, one line (it reaches mail bodies and headers).
+Name = Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_NAME_LENGTH), AfterValidator(_name)]
+
+
 class Strict(BaseModel):
     """Base of the models that cross a boundary: unknown fields are an error."""
 
@@ -55,7 +65,7 @@ class Registration(Strict):
     """The body of POST /subscriptions."""
 
     email: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3)]
-    name: Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_NAME_LENGTH)] | None = None
+    name: Name | None = None
 
     @field_validator("email")
     @classmethod
@@ -64,11 +74,7 @@ class Registration(Strict):
 
     @field_validator("name")
     @classmethod
-    def _name(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if CONTROL.search(value):
-            raise ValueError("must not contain control characters or line breaks")
+    def _blank_is_none(cls, value: str | None) -> str | None:
         return value or None
 
 
@@ -236,17 +242,10 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
-def _name(value: str) -> str:
-    if CONTROL.search(value):
-        raise ValueError("must not contain control characters or line breaks")
-    return value
-
-
 Subject = Annotated[str, StringConstraints(max_length=MAX_SUBJECT_LENGTH), AfterValidator(_subject)]
 Content = Annotated[str, AfterValidator(_content)]
 SendAt = Annotated[datetime | None, AfterValidator(_aware)]
 Email = Annotated[str, AfterValidator(normalize_email)]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_NAME_LENGTH), AfterValidator(_name)]
 
 
 class CampaignCreate(Strict):

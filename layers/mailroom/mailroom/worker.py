@@ -4,8 +4,7 @@ and the time budget that keeps a worker from being cut off by its Lambda timeout
 from __future__ import annotations
 
 import time
-from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -39,13 +38,6 @@ class Budget:
         return cls(time.monotonic() + (context.get_remaining_time_in_millis() - margin_ms) / 1000)
 
 
-def time_budget(context: HasRemainingTime | None, margin_ms: int = SAFETY_MARGIN_MS) -> Callable[[], bool]:
-    """A ``should_stop`` callable: true once the invocation has less than ``margin_ms`` left."""
-    if context is None:
-        return lambda: False
-    return lambda: context.get_remaining_time_in_millis() < margin_ms
-
-
 _METRIC_OF = {
     Outcome.SENT: "MailsSent",
     Outcome.FAILED: "MailsFailed",
@@ -64,13 +56,6 @@ def count_outcomes(counts: Mapping[Outcome, int], throttled: int = 0) -> None:
             metrics.add_metric(name=name, unit=MetricUnit.Count, value=counts[outcome])
     if throttled:
         metrics.add_metric(name="MailsThrottled", unit=MetricUnit.Count, value=throttled)
-
-
-def count_deliveries(deliveries: Sequence[Delivery]) -> dict[str, int]:
-    """Emit the metrics of a task's deliveries; returns the counts."""
-    counts = Counter(delivery.outcome for delivery in deliveries)
-    count_outcomes(counts, sum(1 for delivery in deliveries if delivery.throttled))
-    return {outcome.value: count for outcome, count in counts.items()}
 
 
 def raise_if_retry(deliveries: Sequence[Delivery]) -> None:

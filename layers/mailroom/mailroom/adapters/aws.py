@@ -35,15 +35,7 @@ CONFIG = Config(
 )
 # Sending a mail is not idempotent: one attempt per call, never a retry behind our back
 # after an answer was lost (which could deliver the same mail twice).
-SEND_CONFIG = Config(
-    retries={"mode": "standard", "total_max_attempts": 1},
-    connect_timeout=2,
-    read_timeout=10,
-    max_pool_connections=POOL,
-    parameter_validation=False,
-    request_checksum_calculation="when_required",
-    response_checksum_validation="when_required",
-)
+SEND_CONFIG = CONFIG.merge(Config(retries={"mode": "standard", "total_max_attempts": 1}, read_timeout=10))
 
 
 def _client(service: str, config: Config = CONFIG) -> Any:

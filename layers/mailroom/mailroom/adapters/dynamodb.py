@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
@@ -72,29 +72,6 @@ class SubscriberRepository:
                 ExpressionAttributeValues=to_item({":id": subscriber_id}),
             )
 
-    def iter_pages(self, page_size: int = 500) -> Iterator[list[Subscriber]]:
-        """Every subscribed subscriber, a page at a time (a paginated Scan)."""
-        start_key: dict[str, Any] | None = None
-        while True:
-            kwargs: dict[str, Any] = {
-                "TableName": self.table_name,
-                "Limit": page_size,
-                # a subscriber who registered a moment before the schedule fired is included
-                "ConsistentRead": True,
-                "FilterExpression": "#status = :subscribed",
-                "ExpressionAttributeNames": {"#status": "status"},
-                "ExpressionAttributeValues": to_item({":subscribed": SubscriberStatus.SUBSCRIBED.value}),
-            }
-            if start_key:
-                kwargs["ExclusiveStartKey"] = start_key
-            response = self.client.scan(**kwargs)
-            page = [Subscriber.model_validate(from_item(item)) for item in response.get("Items", [])]
-            if page:
-                yield page
-            start_key = response.get("LastEvaluatedKey")
-            if not start_key:
-                return
-
     def scan_page(
         self, segment: int, total_segments: int, cursor: str | None, limit: int
     ) -> tuple[list[Subscriber], str | None]:
@@ -157,25 +134,15 @@ class ResultLedger:
 
     def claim(self, pk: str, sk: str, now: str) -> bool:
         """Claim the right to send this mail. False if it is sent, failed, or being sent."""
-        claimed, _ = self.try_claim(pk, sk, now)
-        return claimed
-
-    def try_claim(
-        self, pk: str, sk: str, now: str, extra: Mapping[str, Any] | None = None
-    ) -> tuple[bool, dict[str, Any] | None]:
-        """Claim the record (setting ``extra`` too); on refusal, also the record that refused it."""
-        extra = dict(extra or {})
-        sets = ", ".join(f"#{key} = :{key}" for key in extra)
         try:
             self.client.update_item(
                 TableName=self.table_name,
                 Key=self._key(pk, sk),
                 UpdateExpression=(
                     "SET #status = :sending, claimed_at = :now, attempts = if_not_exists(attempts, :zero) + :one"
-                    + (f", {sets}" if sets else "")
                 ),
                 ConditionExpression="attribute_not_exists(pk) OR #status = :released",
-                ExpressionAttributeNames={"#status": "status"} | {f"#{key}": key for key in extra},
+                ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues=to_item(
                     {
                         ":sending": DeliveryStatus.SENDING.value,
@@ -184,14 +151,11 @@ class ResultLedger:
                         ":zero": 0,
                         ":one": 1,
                     }
-                    | {f":{key}": value for key, value in extra.items()}
                 ),
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except self.client.exceptions.ConditionalCheckFailedException as exc:
-            item = getattr(exc, "response", {}).get("Item")
-            return False, from_item(item) if item else None
-        return True, None
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
 
     def _complete(self, pk: str, sk: str, status: DeliveryStatus, values: dict[str, Any]) -> None:
         names = {"#status": "status", **{f"#{key}": key for key in values}}

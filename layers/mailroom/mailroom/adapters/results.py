@@ -102,9 +102,6 @@ class CampaignResults:
         """Give the claim back after a transient failure: a later delivery may send it."""
         self.ledger.release(campaign_pk(campaign_id), subscriber_id, error, now)
 
-    def get(self, campaign_id: str, subscriber_id: str) -> dict[str, Any] | None:
-        return self.ledger.get(campaign_pk(campaign_id), subscriber_id)
-
     # -- resolving, with the counters -----------------------------------------------------
     def resolve(self, campaign_id: str, resolutions: Sequence[Resolution], now: str) -> int:
         """Commit final statuses and the counters together; returns how many records changed.

@@ -33,7 +33,6 @@ from mailroom.worker import Budget
 
 @dataclass(frozen=True)
 class FanoutSettings:
-    segments: int = 4
     page_size: int = 500
     recipients_per_task: int = 50
 

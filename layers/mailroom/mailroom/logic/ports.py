@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from mailroom.models import Campaign, CampaignStatus, Page, Recipient, Resolution, Subscriber
@@ -13,7 +13,6 @@ class Subscribers(Protocol):
     def get(self, email: str) -> Subscriber | None: ...
     def mark_welcome_queued(self, email: str, subscriber_id: str) -> None: ...
     def delete(self, email: str, subscriber_id: str) -> None: ...
-    def iter_pages(self, page_size: int = ...) -> Iterator[list[Subscriber]]: ...
 
 
 class Queue(Protocol):
