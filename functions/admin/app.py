@@ -1,4 +1,5 @@
-"""Admin API: campaigns under /admin/campaigns (authentication arrives with the security work).
+"""Admin API: campaigns under /admin/campaigns, dead letters under /admin/dead-letters
+(authentication arrives with the security work).
 
 Thin handler: parse and validate (mailroom.api, mailroom.models), call the logic
 (mailroom.logic.campaigns), answer JSON. Unknown ids are 404, a request that does not fit
@@ -15,6 +16,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mailroom.adapters.campaigns import CampaignRepository, InvalidCursor
+from mailroom.adapters.deadletters import DeadLetterOffice, DeadLetterQueue
 from mailroom.adapters.dynamodb import SubscriberRepository
 from mailroom.adapters.results import CampaignResults
 from mailroom.adapters.ses import Mailer
@@ -31,6 +33,7 @@ from mailroom.models import (
     DeliveryStatus,
     DraftPreviewRequest,
     PreviewRequest,
+    RedriveRequest,
     TestSendRequest,
 )
 from mailroom.observability import MetricUnit, logger, metrics
@@ -47,6 +50,14 @@ admin = CampaignAdmin(
     public_url=settings.public_url,
     segments=settings.fanout_segments,
 )
+dead_letters = DeadLetterOffice(
+    [
+        DeadLetterQueue("welcome", settings.welcome_dead_letter_queue_url, settings.welcome_queue_url),
+        DeadLetterQueue("newsletter", settings.newsletter_dead_letter_queue_url, settings.newsletter_queue_url),
+        DeadLetterQueue("fanout", settings.fanout_dead_letter_queue_url, settings.fanout_queue_url),
+    ]
+)
+DEAD_LETTER_QUEUES = tuple(dead_letters.queues)
 RECIPIENT_STATUSES = tuple(status.value for status in DeliveryStatus)
 # Room for a campaign's content (at most 100 KiB) escaped into JSON.
 MAX_BODY_BYTES = 256 * 1024
@@ -140,6 +151,28 @@ def recipients(campaign_id: str) -> Response[Any]:
     admin.get(campaign_id)
     items, cursor = results.recipients(campaign_id, DeliveryStatus(status) if status else None, limit, _cursor())
     return respond(200, {"items": items, "next_cursor": cursor})
+
+
+@app.get("/admin/dead-letters")
+def list_dead_letters() -> Response[Any]:
+    """How many tasks each dead-letter queue holds, and up to ``limit`` of them with their reasons."""
+    params = app.current_event.query_string_parameters or {}
+    queue = params.get("queue") or None
+    if queue is not None and queue not in DEAD_LETTER_QUEUES:
+        raise ApiError(400, "invalid_query", f"queue must be one of {', '.join(DEAD_LETTER_QUEUES)}.", field="queue")
+    limit = query_int(params, "limit", 50, 1, 100)
+    return respond(200, {"counts": dead_letters.counts(), "items": dead_letters.peek(queue, limit)})
+
+
+@app.post("/admin/dead-letters/redrive")
+def redrive_dead_letters() -> Response[Any]:
+    """Move dead-lettered tasks back to their queues (after the cause is fixed); a redriven
+    task mails nobody twice (the workers' claims)."""
+    request = _optional_body(RedriveRequest)
+    moved = dead_letters.redrive(request.queue, request.limit)
+    logger.info("dead letters redriven", extra={"moved": moved})
+    metrics.add_metric(name="TasksRedriven", unit=MetricUnit.Count, value=sum(moved.values()))
+    return respond(200, {"redriven": moved, "remaining": dead_letters.counts()})
 
 
 @app.exception_handler(NotFound)  # type: ignore[untyped-decorator]

@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
 
 from mailroom.adapters.campaigns import CampaignRepository
 from mailroom.adapters.dynamodb import SubscriberRepository
@@ -23,7 +24,7 @@ from mailroom.config import FanoutSettingsEnv
 from mailroom.logic.fanout import FanoutSettings, run_step
 from mailroom.models import FanoutStep
 from mailroom.observability import MetricUnit, logger, metrics, timed
-from mailroom.worker import Budget
+from mailroom.worker import Budget, DeadLetters
 
 # A step stops starting pages this long before its timeout (one page takes well under a second).
 STEP_MARGIN_MS = 30_000
@@ -34,6 +35,7 @@ subscribers = SubscriberRepository(settings.subscribers_table)
 results = CampaignResults(settings.results_table, settings.campaigns_table)
 task_queue = TaskQueue(settings.newsletter_queue_url)
 fanout_queue = TaskQueue(settings.fanout_queue_url)
+dead_letters = DeadLetters(TaskQueue(settings.dead_letter_queue_url), source="fanout")
 fanout = FanoutSettings(
     page_size=settings.page_size,
     recipients_per_task=settings.recipients_per_task,
@@ -43,7 +45,11 @@ metrics.set_default_dimensions(task_type="newsletter_fanout")
 
 
 def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> str:
-    step = FanoutStep.model_validate_json(record.body)
+    try:
+        step = FanoutStep.model_validate_json(record.body)
+    except ValidationError as exc:
+        dead_letters.send(record.body, f"invalid fan-out step: {exc.errors(include_url=False)[:3]}")
+        return "dead-lettered"
     logger.set_correlation_id(step.correlation_id or record.message_id)
     logger.append_keys(campaign_id=step.campaign_id, segment=step.segment)
     with timed():

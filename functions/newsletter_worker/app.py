@@ -4,9 +4,11 @@ The batch's tasks are sent at the same time (one pool of send threads, one pacer
 each record is reported: done, handed back, or failed.
 
 Each recipient is sent at most once (a claim before the send); results and counters commit
-together. Throttled recipients and those not started before the time budget ran out go back
-on the queue as a new, delayed task; a task with nothing done, or with a transient SES
-error, is a batch item failure and SQS redelivers it.
+together. Recipients that were throttled, met a transient error, are claimed by another
+attempt or were not started before the time budget ran out go back on the queue as new,
+delayed tasks (``logic.sending.follow_ups``); those whose transient failures are used up go
+to the dead-letter queue with the last error, and so does a malformed task. A task with
+nothing done is a batch item failure and SQS redelivers it.
 """
 
 from __future__ import annotations
@@ -30,14 +32,15 @@ from mailroom.adapters.sqs import TaskQueue
 from mailroom.config import NewsletterWorkerSettings
 from mailroom.errors import TaskRetry
 from mailroom.logic.delivery import Sender
-from mailroom.logic.sending import CampaignSender, TaskResult
+from mailroom.logic.sending import CampaignSender, TaskResult, follow_ups
 from mailroom.models import CampaignTask
 from mailroom.observability import logger, metrics, timed
 from mailroom.pacing import AccountRate, Pacer, share_of
-from mailroom.worker import Budget, count_outcomes
+from mailroom.worker import Budget, DeadLetters, count_outcomes
 
 settings = NewsletterWorkerSettings.from_env(os.environ)
 newsletter_queue = TaskQueue(settings.newsletter_queue_url)
+dead_letters = DeadLetters(TaskQueue(settings.dead_letter_queue_url), source="newsletter")
 account_rate = AccountRate(limit=settings.max_send_rate)
 pacer = Pacer(rate=1.0)  # set from the account's rate at each invocation (cached for minutes)
 campaign_sender = CampaignSender(
@@ -72,19 +75,24 @@ def _send_batch(event: dict[str, Any], context: LambdaContext | None) -> None:
         try:
             tasks[raw["messageId"]] = CampaignTask.model_validate_json(raw["body"])
         except ValidationError:
-            continue  # record_handler parses it again and fails that record
+            continue  # record_handler parses it again and dead-letters it
     results = campaign_sender.process_many(list(tasks.values()), Budget.of(context))
     _done.update(zip(tasks, results, strict=True))
 
 
 def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> str:
-    task = CampaignTask.model_validate_json(record.body)
+    try:
+        task = CampaignTask.model_validate_json(record.body)
+    except ValidationError as exc:
+        # Retrying cannot fix a malformed task: straight to the dead-letter queue, with the reason.
+        dead_letters.send(record.body, f"invalid campaign task: {exc.errors(include_url=False)[:3]}")
+        return "dead-lettered"
     logger.set_correlation_id(task.correlation_id or record.message_id)
     result = _done.pop(record.message_id)  # sent with the batch by _send_batch
     if isinstance(result, Exception):
         raise result
-    count_outcomes(result.outcomes, result.throttled)
-    if result.not_started:
+    count_outcomes(result.outcomes, len(result.throttled))
+    if not result.started:
         if int(record.attributes.approximate_receive_count or 1) < FRESH_COPY_AFTER_RECEIVES:
             raise TaskRetry("the worker's time budget ran out before this task started")
         # Received often and never started (a slow send rate, big batches): a fresh copy, so
@@ -92,15 +100,16 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
         newsletter_queue.send(record.body)
         logger.info("task handed back as a fresh message", extra={"task": task.task})
         return "handed back"
-    if result.retry_error:
-        raise TaskRetry(f"transient failure, the task goes back to the queue: {result.retry_error}")
-    if result.handed_back:
-        rest = task.model_copy(update={"recipients": result.handed_back, "attempt": result.next_attempt})
-        newsletter_queue.send(rest.model_dump_json(exclude_none=True), delay_seconds=result.delay_seconds)
+    after = follow_ups(task, result)
+    for rest, delay in after.hand_backs:
+        newsletter_queue.send(rest.model_dump_json(exclude_none=True), delay_seconds=delay)
         logger.info(
             "recipients handed back",
-            extra={"count": len(result.handed_back), "delay_seconds": result.delay_seconds, "task": task.task},
+            extra={"count": len(rest.recipients), "delay_seconds": delay, "task": task.task},
         )
+    if after.dead_letter:
+        rest, reason = after.dead_letter
+        dead_letters.send(rest.model_dump_json(exclude_none=True), reason)
     return ",".join(f"{outcome}={count}" for outcome, count in sorted(result.outcomes.items()))
 
 

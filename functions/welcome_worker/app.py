@@ -1,7 +1,11 @@
 """Welcome worker: SQS batch -> render and send each welcome mail at most once.
 
-Partial batch responses (ReportBatchItemFailures): a record whose mail hit a transient
-error goes back to the queue; after maxReceiveCount it lands in the dead-letter queue.
+A mail that was throttled, failed transiently or is claimed by another attempt goes back
+on the queue as a new, delayed message (``worker.plan_retry``); after ``MAX_SEND_FAILURES``
+transient failures it goes to the dead-letter queue with its last error, and so does a
+malformed task. Partial batch responses (ReportBatchItemFailures) report the records this
+invocation could not get to (time budget) or could not hand back; SQS's redrive policy
+(maxReceiveCount) catches a record whose worker never finishes.
 """
 
 from __future__ import annotations
@@ -13,22 +17,27 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import ValidationError
 
 from mailroom.adapters.dynamodb import ResultLedger, SubscriberRepository
 from mailroom.adapters.ses import Mailer
+from mailroom.adapters.sqs import TaskQueue
 from mailroom.config import WelcomeWorkerSettings
 from mailroom.errors import TaskRetry
 from mailroom.logic.delivery import Sender
 from mailroom.logic.welcome import send_welcome
-from mailroom.models import WelcomeTask
+from mailroom.models import Outcome, WelcomeTask, utcnow
 from mailroom.observability import logger, metrics, timed
-from mailroom.worker import Budget, count_outcomes, raise_if_retry
+from mailroom.worker import Budget, DeadLetters, count_outcomes, plan_retry
 
 settings = WelcomeWorkerSettings.from_env(os.environ)
 subscribers = SubscriberRepository(settings.subscribers_table)
 ledger = ResultLedger(settings.results_table)
 mailer = Mailer()
 sender = Sender(settings.sender_address, settings.sender_name)
+welcome_queue = TaskQueue(settings.welcome_queue_url)
+clock = utcnow  # what the age of another attempt's claim is judged by
+dead_letters = DeadLetters(TaskQueue(settings.dead_letter_queue_url), source="welcome")
 # Report every failed record, even when all failed: no Lambda error, no blanket retry.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 metrics.set_default_dimensions(task_type="welcome")
@@ -37,13 +46,29 @@ metrics.set_default_dimensions(task_type="welcome")
 def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> str:
     if Budget.of(lambda_context).expired():
         raise TaskRetry("the worker's time budget ran out before this record")
-    task = WelcomeTask.model_validate_json(record.body)
+    try:
+        task = WelcomeTask.model_validate_json(record.body)
+    except ValidationError as exc:
+        # Retrying cannot fix a malformed task: straight to the dead-letter queue, with the reason.
+        dead_letters.send(record.body, f"invalid welcome task: {exc.errors(include_url=False)[:3]}")
+        return "dead-lettered"
     logger.set_correlation_id(task.correlation_id or record.message_id)
     with timed():
-        delivery = send_welcome(task, subscribers, ledger, mailer, sender)
+        delivery = send_welcome(task, subscribers, ledger, mailer, sender, clock=clock)
     count_outcomes({delivery.outcome: 1}, int(delivery.throttled))
-    raise_if_retry([delivery])
-    return delivery.outcome.value
+    if delivery.outcome is not Outcome.RETRY:
+        return delivery.outcome.value
+    # Throttled, failed transiently, or claimed by another attempt: a new, delayed message
+    # (never a redelivery, so retries do not count towards the queue's maxReceiveCount).
+    retry = plan_retry(task.attempt, task.failures, throttled=delivery.throttled, wait=delivery.wait)
+    again = task.model_copy(
+        update={"attempt": retry.attempt, "failures": retry.failures, "held": delivery.held or task.held}
+    )
+    if retry.dead:
+        dead_letters.send(again.model_dump_json(exclude_none=True), delivery.error or "unknown error")
+        return "dead-lettered"
+    welcome_queue.send(again.model_dump_json(exclude_none=True), delay_seconds=retry.delay_seconds)
+    return "retry later"
 
 
 @logger.inject_lambda_context

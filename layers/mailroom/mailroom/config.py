@@ -36,12 +36,15 @@ class _SenderSettings(_Settings):
 
 class WelcomeWorkerSettings(_SenderSettings):
     subscribers_table: str = Field(alias="SUBSCRIBERS_TABLE")
+    welcome_queue_url: str = Field(alias="WELCOME_QUEUE_URL")
+    dead_letter_queue_url: str = Field(alias="DEAD_LETTER_QUEUE_URL")
 
 
 class NewsletterWorkerSettings(_SenderSettings):
     campaigns_table: str = Field(alias="CAMPAIGNS_TABLE")
     subscribers_table: str = Field(alias="SUBSCRIBERS_TABLE")
     newsletter_queue_url: str = Field(alias="NEWSLETTER_QUEUE_URL")
+    dead_letter_queue_url: str = Field(alias="DEAD_LETTER_QUEUE_URL")
     public_url: str = Field(alias="PUBLIC_URL")
     # 0: the account's rate (SES GetAccount); > 0: never faster than this, in mails per second
     max_send_rate: float = Field(default=0.0, ge=0, alias="MAX_SEND_RATE")
@@ -70,6 +73,7 @@ class FanoutSettingsEnv(_CampaignSettings):
     subscribers_table: str = Field(alias="SUBSCRIBERS_TABLE")
     results_table: str = Field(alias="RESULTS_TABLE")
     newsletter_queue_url: str = Field(alias="NEWSLETTER_QUEUE_URL")
+    dead_letter_queue_url: str = Field(alias="DEAD_LETTER_QUEUE_URL")
     recipients_per_task: int = Field(default=50, ge=1, le=100, alias="RECIPIENTS_PER_TASK")
     page_size: int = Field(default=500, ge=10, le=1000, alias="FANOUT_PAGE_SIZE")
 
@@ -77,3 +81,9 @@ class FanoutSettingsEnv(_CampaignSettings):
 class AdminSettings(_StartingSettings, _SenderSettings):
     subscribers_table: str = Field(alias="SUBSCRIBERS_TABLE")
     public_url: str = Field(alias="PUBLIC_URL")
+    # dead-letter queues and the queues their messages are redriven to
+    welcome_queue_url: str = Field(alias="WELCOME_QUEUE_URL")
+    welcome_dead_letter_queue_url: str = Field(alias="WELCOME_DLQ_URL")
+    newsletter_queue_url: str = Field(alias="NEWSLETTER_QUEUE_URL")
+    newsletter_dead_letter_queue_url: str = Field(alias="NEWSLETTER_DLQ_URL")
+    fanout_dead_letter_queue_url: str = Field(alias="FANOUT_DLQ_URL")

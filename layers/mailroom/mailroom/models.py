@@ -103,19 +103,40 @@ class WelcomeTask(Strict):
     subscriber_id: str
     email: str
     correlation_id: str | None = None
+    # Retries through the queue (see CampaignTask): throttled so far, failed transiently so far,
+    # and a claim of ours known not to have been sent (it may be taken over).
+    attempt: int = Field(default=0, ge=0)
+    failures: int = Field(default=0, ge=0)
+    held: str | None = None
+
+
+DeadLetterQueueName = Literal["welcome", "newsletter", "fanout"]
+
+
+class RedriveRequest(Strict):
+    """POST /admin/dead-letters/redrive: which dead-letter queue (all if absent), how many at most."""
+
+    queue: DeadLetterQueueName | None = None
+    limit: int = Field(default=1000, ge=1, le=10_000)
 
 
 class Recipient(Strict):
     id: str
     email: str
     name: str | None = None
+    # A claim token of an earlier attempt that is known not to have sent this mail (its claim
+    # or its release could not be confirmed): the next attempt may take that claim over.
+    held: str | None = None
 
 
 class CampaignTask(Strict):
     """Many recipients of one campaign; the body of a newsletter queue message.
 
     ``attempt`` counts how often the recipients were handed back after throttling (it sets
-    the backoff); ``task`` names the fan-out page and position the recipients came from.
+    the backoff; throttling never gives up); ``failures`` counts the transient failures
+    (5xx, lost connections, configuration errors) they met: after ``MAX_SEND_FAILURES`` the
+    task goes to the dead-letter queue with its last error. ``task`` names the fan-out page
+    and position the recipients came from.
     """
 
     kind: Literal["campaign"] = "campaign"
@@ -123,6 +144,7 @@ class CampaignTask(Strict):
     task: str
     recipients: list[Recipient] = Field(min_length=1)
     attempt: int = Field(default=0, ge=0)
+    failures: int = Field(default=0, ge=0)
     correlation_id: str | None = None
 
 
@@ -355,7 +377,8 @@ class Campaign(BaseModel):
 @dataclass(frozen=True)
 class Resolution:
     """The final status of one record. ``claim`` is the claim token it must still hold; None
-    means the record was never claimed (it is created, or a released one is taken over)."""
+    means the record was never claimed (it is created, or a released one is taken over - or
+    one ``held`` by an earlier attempt that is known not to have sent it)."""
 
     subscriber_id: str
     email: str
@@ -364,6 +387,7 @@ class Resolution:
     claimed_at: str | None = None
     message_id: str | None = None
     error: str | None = None
+    held: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,21 +1,74 @@
-"""What the queue workers share: counting outcomes as metrics, turning retries into batch failures,
-and the time budget that keeps a worker from being cut off by its Lambda timeout."""
+"""What the queue workers share: counting outcomes as metrics, retrying through the queue with
+backoff, dead-lettering with a reason, and the time budget that keeps a worker from being cut
+off by its Lambda timeout."""
 
 from __future__ import annotations
 
+import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from mailroom.errors import TaskRetry
-from mailroom.logic.delivery import Delivery
-from mailroom.models import Outcome
-from mailroom.observability import MetricUnit, metrics
+from mailroom.logic.delivery import STALE_CLAIM_SECONDS
+from mailroom.logic.ports import Queue
+from mailroom.models import Outcome, iso, utcnow
+from mailroom.observability import MetricUnit, logger, metrics
 
 # Stop starting sends when less than this is left: one SES call (2 s connect + 10 s read)
 # plus recording its result must fit in what remains.
 SAFETY_MARGIN_MS = 15_000
+
+
+# Transient failures (5xx, lost connections, configuration errors such as an unverified
+# sender) a mail may meet before its task goes to the dead-letter queue; with the backoff
+# below that is about 8 minutes of trying. Throttling never counts: it only slows down.
+MAX_SEND_FAILURES = 8
+MAX_DELAY_SECONDS = 900  # SQS's limit for DelaySeconds
+
+
+def retry_delay(attempt: int) -> int:
+    """Backoff through the queue: 2 s, 4 s, 8 s, ... up to 15 minutes, with jitter."""
+    base = min(MAX_DELAY_SECONDS, 2 ** min(attempt + 1, 10))
+    return max(1, min(MAX_DELAY_SECONDS, int(base * random.uniform(0.75, 1.25))))  # noqa: S311 - jitter
+
+
+@dataclass(frozen=True)
+class Requeue:
+    """How a task goes back on its queue: after ``delay_seconds``, with its new counters;
+    ``dead``: its failures are used up, it goes to the dead-letter queue instead."""
+
+    delay_seconds: int
+    attempt: int
+    failures: int
+    dead: bool = False
+
+
+def plan_retry(attempt: int, failures: int, *, throttled: bool = False, wait: bool = False) -> Requeue:
+    """The next try of a task's mails: a wait for another attempt's claim, a throttle, or a failure."""
+    if wait:
+        return Requeue(min(MAX_DELAY_SECONDS, STALE_CLAIM_SECONDS), attempt, failures)
+    if throttled:
+        return Requeue(retry_delay(attempt), attempt + 1, failures)
+    return Requeue(retry_delay(failures), attempt, failures + 1, dead=failures + 1 > MAX_SEND_FAILURES)
+
+
+class DeadLetters:
+    """Puts a task that cannot succeed on its dead-letter queue, with the reason as message
+    attributes (``error``, ``failed_at``, ``source``) for the admin's dead-letter view.
+
+    SQS's redrive policy (``maxReceiveCount``) stays the backstop for a task whose worker
+    never finished (crashed or timed out every time): those arrive without a reason.
+    """
+
+    def __init__(self, queue: Queue, source: str) -> None:
+        self.queue = queue
+        self.source = source
+
+    def send(self, body: str, reason: str) -> None:
+        self.queue.send(body, attributes={"error": reason[:1000], "failed_at": iso(utcnow()), "source": self.source})
+        metrics.add_metric(name="TasksDeadLettered", unit=MetricUnit.Count, value=1)
+        logger.error("task dead-lettered", extra={"reason": reason[:1000], "source": self.source})
 
 
 class HasRemainingTime(Protocol):
@@ -56,11 +109,3 @@ def count_outcomes(counts: Mapping[Outcome, int], throttled: int = 0) -> None:
             metrics.add_metric(name=name, unit=MetricUnit.Count, value=counts[outcome])
     if throttled:
         metrics.add_metric(name="MailsThrottled", unit=MetricUnit.Count, value=throttled)
-
-
-def raise_if_retry(deliveries: Sequence[Delivery]) -> None:
-    """Fail the record (so SQS redelivers it) if any of its mails must be retried."""
-    retries = [delivery for delivery in deliveries if delivery.outcome is Outcome.RETRY]
-    if retries:
-        metrics.add_metric(name="TaskErrors", unit=MetricUnit.Count, value=1)
-        raise TaskRetry(f"{len(retries)} mail(s) deferred: {retries[0].error}")

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import BotoCoreError
 
 from mailroom.adapters.aws import dynamodb_client
 from mailroom.models import DeliveryStatus, Subscriber, SubscriberStatus
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
+
+# A write whose answer was lost (read timeout, closed connection) is sent again this often;
+# every such write is conditioned so that repeating it is harmless.
+AMBIGUOUS_ATTEMPTS = 4
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -118,11 +124,19 @@ class SubscriberRepository:
         return found
 
 
-class ResultLedger:
-    """One record per mail, keyed (pk = the mail's run, e.g. "welcome" or an edition; sk = subscriber id).
+def backoff_seconds(attempt: int) -> float:
+    """Jittered exponential backoff between retries of one request: 50 ms, 100 ms, ... at most 2 s."""
+    return float(min(2.0, 0.05 * 2**attempt) * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not crypto
 
-    The record is claimed with a conditional write *before* the send and completed after
-    it; that is what turns SQS's at-least-once delivery into at most one mail.
+
+class ResultLedger:
+    """One record per mail, keyed (pk = the mail's run, e.g. "welcome" or "campaign#<id>"; sk = subscriber id).
+
+    The record is claimed with a conditional write *before* the send, under a random claim
+    token, and completed after it, conditioned on that token: that is what turns SQS's
+    at-least-once delivery into at most one mail. A write whose answer was lost (a read
+    timeout, a closed connection) is sent again: each is conditioned so that repeating it
+    is harmless, and a claim that finds its own token knows the first attempt went through.
     """
 
     def __init__(self, table_name: str, client: DynamoDBClient | None = None) -> None:
@@ -132,57 +146,92 @@ class ResultLedger:
     def _key(self, pk: str, sk: str) -> dict[str, Any]:
         return to_item({"pk": pk, "sk": sk})
 
-    def claim(self, pk: str, sk: str, now: str) -> bool:
-        """Claim the right to send this mail. False if it is sent, failed, or being sent."""
-        try:
-            self.client.update_item(
-                TableName=self.table_name,
-                Key=self._key(pk, sk),
-                UpdateExpression=(
-                    "SET #status = :sending, claimed_at = :now, attempts = if_not_exists(attempts, :zero) + :one"
-                ),
-                ConditionExpression="attribute_not_exists(pk) OR #status = :released",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=to_item(
-                    {
-                        ":sending": DeliveryStatus.SENDING.value,
-                        ":released": DeliveryStatus.RELEASED.value,
-                        ":now": now,
-                        ":zero": 0,
-                        ":one": 1,
-                    }
-                ),
-            )
-        except self.client.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
+    def claim(
+        self, pk: str, sk: str, token: str, now: str, email: str | None = None, held: str | None = None
+    ) -> tuple[bool, dict[str, Any] | None]:
+        """Claim the right to send this mail: (True, None), or (False, the record as it is).
 
-    def _complete(self, pk: str, sk: str, status: DeliveryStatus, values: dict[str, Any]) -> None:
-        names = {"#status": "status", **{f"#{key}": key for key in values}}
+        The record may be claimed if it does not exist, was released, or is held by ``held``
+        (an earlier attempt's claim known not to have been sent).
+        """
+        item = {
+            "pk": pk,
+            "sk": sk,
+            "status": DeliveryStatus.SENDING.value,
+            "claim": token,
+            "claimed_at": now,
+            "email": email,
+        }
+        condition = "attribute_not_exists(pk) OR #status = :released"
+        values: dict[str, Any] = {":released": DeliveryStatus.RELEASED.value}
+        names = {"#status": "status"}
+        if held:
+            condition += " OR (#status = :sending AND #claim = :held)"
+            values |= {":sending": DeliveryStatus.SENDING.value, ":held": held}
+            names["#claim"] = "claim"
+        for attempt in range(AMBIGUOUS_ATTEMPTS):
+            try:
+                self.client.put_item(
+                    TableName=self.table_name,
+                    Item=to_item(item),
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=to_item(values),
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+            except self.client.exceptions.ConditionalCheckFailedException as exc:
+                old_item = getattr(exc, "response", {}).get("Item")
+                old = from_item(old_item) if old_item else None
+                if old is not None and old.get("claim") == token:
+                    return True, None  # an earlier try of this very claim went through
+                return False, old
+            except BotoCoreError:
+                if attempt + 1 == AMBIGUOUS_ATTEMPTS:
+                    raise
+                time.sleep(backoff_seconds(attempt))
+                continue
+            return True, None
+        raise AssertionError("unreachable")
+
+    def _complete(self, pk: str, sk: str, token: str, status: DeliveryStatus, values: dict[str, Any]) -> bool:
+        """Move our claim to ``status``; False if the record is no longer held by ``token``."""
+        names = {"#status": "status", "#claim": "claim", **{f"#{key}": key for key in values}}
         sets = ", ".join(["#status = :status", *[f"#{key} = :{key}" for key in values]])
-        self.client.update_item(
-            TableName=self.table_name,
-            Key=self._key(pk, sk),
-            UpdateExpression=f"SET {sets}",
-            ConditionExpression="#status = :sending",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues=to_item(
-                {":status": status.value, ":sending": DeliveryStatus.SENDING.value}
-                | {f":{key}": value for key, value in values.items()}
-            ),
-        )
+        for attempt in range(AMBIGUOUS_ATTEMPTS):
+            try:
+                self.client.update_item(
+                    TableName=self.table_name,
+                    Key=self._key(pk, sk),
+                    UpdateExpression=f"SET {sets}",
+                    ConditionExpression="#status = :sending AND #claim = :claim",
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=to_item(
+                        {":status": status.value, ":sending": DeliveryStatus.SENDING.value, ":claim": token}
+                        | {f":{key}": value for key, value in values.items()}
+                    ),
+                )
+            except self.client.exceptions.ConditionalCheckFailedException:
+                return False  # done by an earlier try whose answer was lost, or not ours any more
+            except BotoCoreError:
+                if attempt + 1 == AMBIGUOUS_ATTEMPTS:
+                    raise
+                time.sleep(backoff_seconds(attempt))
+                continue
+            return True
+        raise AssertionError("unreachable")
 
-    def record_sent(self, pk: str, sk: str, message_id: str, now: str) -> None:
-        self._complete(pk, sk, DeliveryStatus.SENT, {"message_id": message_id, "sent_at": now})
+    def record_sent(self, pk: str, sk: str, token: str, message_id: str, now: str) -> None:
+        self._complete(pk, sk, token, DeliveryStatus.SENT, {"message_id": message_id, "sent_at": now})
 
-    def record_failed(self, pk: str, sk: str, error: str, now: str) -> None:
-        self._complete(pk, sk, DeliveryStatus.FAILED, {"error": error, "failed_at": now})
+    def record_failed(self, pk: str, sk: str, token: str, error: str, now: str) -> None:
+        self._complete(pk, sk, token, DeliveryStatus.FAILED, {"error": error, "failed_at": now})
 
-    def release(self, pk: str, sk: str, error: str, now: str) -> None:
-        self._complete(pk, sk, DeliveryStatus.RELEASED, {"error": error, "released_at": now})
+    def release(self, pk: str, sk: str, token: str, error: str, now: str) -> None:
+        """Give the claim back after a failure that sent nothing: a later delivery may send it."""
+        self._complete(pk, sk, token, DeliveryStatus.RELEASED, {"error": error, "released_at": now})
 
-    def record_uncertain(self, pk: str, sk: str, error: str, now: str) -> None:
-        self._complete(pk, sk, DeliveryStatus.UNCERTAIN, {"error": error, "uncertain_at": now})
+    def record_uncertain(self, pk: str, sk: str, token: str, error: str, now: str) -> bool:
+        return self._complete(pk, sk, token, DeliveryStatus.UNCERTAIN, {"error": error, "uncertain_at": now})
 
     def get(self, pk: str, sk: str) -> dict[str, Any] | None:
         item = self.client.get_item(TableName=self.table_name, Key=self._key(pk, sk), ConsistentRead=True).get("Item")

@@ -19,17 +19,16 @@ tasks (see ``logic.fanout``). They expire (TTL ``expires_at``) after two weeks.
 from __future__ import annotations
 
 import json
-import random
 import time
 import zlib
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from mailroom.adapters.aws import dynamodb_client
 from mailroom.adapters.campaigns import decode_cursor, encode_cursor, progress_key
-from mailroom.adapters.dynamodb import ResultLedger, from_item, to_item
+from mailroom.adapters.dynamodb import ResultLedger, backoff_seconds, from_item, to_item
 from mailroom.errors import MailroomError
 from mailroom.models import DeliveryStatus, Page, Recipient, Resolution
 
@@ -75,32 +74,14 @@ class CampaignResults:
 
     # -- one record -----------------------------------------------------------------------
     def claim(self, campaign_id: str, recipient: Recipient, token: str, now: str) -> tuple[bool, dict[str, Any] | None]:
-        """Claim the record for sending (a conditional PutItem); on refusal, the record as it is."""
-        item = {
-            "pk": campaign_pk(campaign_id),
-            "sk": recipient.id,
-            "status": DeliveryStatus.SENDING.value,
-            "claim": token,
-            "claimed_at": now,
-            "email": recipient.email,
-        }
-        try:
-            self.client.put_item(
-                TableName=self.results_table,
-                Item=to_item(item),
-                ConditionExpression="attribute_not_exists(pk) OR #status = :released",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=to_item({":released": DeliveryStatus.RELEASED.value}),
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except self.client.exceptions.ConditionalCheckFailedException as exc:
-            old = getattr(exc, "response", {}).get("Item")
-            return False, from_item(old) if old else None
-        return True, None
+        """Claim the record for sending; on refusal, the record as it is (``ResultLedger.claim``)."""
+        return self.ledger.claim(
+            campaign_pk(campaign_id), recipient.id, token, now, email=recipient.email, held=recipient.held
+        )
 
-    def release(self, campaign_id: str, subscriber_id: str, error: str, now: str) -> None:
-        """Give the claim back after a transient failure: a later delivery may send it."""
-        self.ledger.release(campaign_pk(campaign_id), subscriber_id, error, now)
+    def release(self, campaign_id: str, subscriber_id: str, token: str, error: str, now: str) -> None:
+        """Give our claim back after a failure that sent nothing (``ResultLedger.release``)."""
+        self.ledger.release(campaign_pk(campaign_id), subscriber_id, token, error, now)
 
     # -- resolving, with the counters -----------------------------------------------------
     def resolve(self, campaign_id: str, resolutions: Sequence[Resolution], now: str) -> int:
@@ -122,6 +103,11 @@ class CampaignResults:
                 self.client.transact_write_items(
                     TransactItems=self._items(campaign_id, pending, now)  # type: ignore[arg-type]
                 )
+            except BotoCoreError:
+                # The answer was lost: whether it committed is unknown. Sending it again is
+                # safe - if it did, every record's condition fails and nothing is counted twice.
+                self._backoff(attempt)
+                continue
             except ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
                     code = exc.response.get("Error", {}).get("Code", "")
@@ -150,7 +136,7 @@ class CampaignResults:
         raise ResolveError(f"{len(pending)} result record(s) not committed after {TRANSACTION_ATTEMPTS} attempts")
 
     def _backoff(self, attempt: int) -> None:
-        self.sleep(min(2.0, 0.05 * 2**attempt) * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not crypto
+        self.sleep(backoff_seconds(attempt))
 
     def _items(self, campaign_id: str, pending: list[Resolution], now: str) -> list[dict[str, Any]]:
         pk = campaign_pk(campaign_id)
@@ -176,6 +162,10 @@ class CampaignResults:
                 condition = "attribute_not_exists(pk) OR #status = :released"
                 values = {":released": DeliveryStatus.RELEASED.value}
                 names = {"#status": "status"}
+                if resolution.held:
+                    condition += " OR (#status = :sending AND #claim = :held)"
+                    values |= {":sending": DeliveryStatus.SENDING.value, ":held": resolution.held}
+                    names["#claim"] = "claim"
             else:
                 condition = "#status = :sending AND #claim = :claim"
                 values = {":sending": DeliveryStatus.SENDING.value, ":claim": resolution.claim}

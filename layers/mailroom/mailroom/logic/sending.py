@@ -9,11 +9,15 @@ Per task (one queue message):
    its record (conditional write), sends one attempt through SES, and yields an outcome;
 4. final outcomes are committed with the campaign counters (``CampaignResults.resolve``)
    in transactions of up to 25 while the pool keeps sending;
-5. what could not be finished is *handed back*: throttled recipients (released, never
-   failed) and those not started before the time budget ran out go back on the queue as a
-   new, smaller task with a delay - a fresh message, so throttling never pushes a task
-   towards the dead-letter queue. A task that could not start at all, or that met a
-   non-throttling transient error, fails as a batch item and SQS redelivers it.
+5. what could not be finished is *handed back* as new, smaller tasks with a delay - fresh
+   messages, so retries never push a task towards SQS's maxReceiveCount: throttled
+   recipients (released; ``attempt`` + 1 sets the backoff; never given up), recipients that
+   met a transient error (released; ``failures`` + 1; after ``MAX_SEND_FAILURES`` they go to
+   the dead-letter queue with the last error), recipients claimed by another attempt (looked
+   at again later) and those not started before the time budget ran out. A task that could
+   not start at all fails as a batch item and SQS redelivers it. A claim that could not be
+   confirmed, or not released, travels with its recipient (``held``): nothing was sent
+   under it, and the next attempt may take it over.
 
 A record found ``sending`` that was claimed by an earlier, vanished attempt (the worker
 died between the send and the record) is resolved ``uncertain`` once the claim is older
@@ -24,7 +28,6 @@ again after the delay.
 
 from __future__ import annotations
 
-import random
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -35,7 +38,7 @@ from enum import Enum
 
 from mailroom.content import CampaignContent, CampaignRenderer, ContentError
 from mailroom.errors import PermanentSendError, RetryableSendError, UncertainSendError
-from mailroom.logic.delivery import Sender
+from mailroom.logic.delivery import STALE_CLAIM_ERROR, STALE_CLAIM_SECONDS, Sender, claim_age
 from mailroom.logic.ports import CampaignStore, MailSender, ResultStore, SubscriberPages
 from mailroom.mail import to_mime
 from mailroom.models import (
@@ -52,12 +55,9 @@ from mailroom.models import (
 )
 from mailroom.observability import logger
 from mailroom.pacing import Pacer
-from mailroom.worker import Budget
+from mailroom.worker import Budget, plan_retry
 
-# A Lambda invocation lasts at most 15 minutes: a claim older than that belongs to no live attempt.
-STALE_CLAIM_SECONDS = 900
 FLUSH_EVERY = 25
-MAX_DELAY_SECONDS = 900  # SQS's limit for DelaySeconds
 THROTTLE_PENALTY_SECONDS = 0.2
 
 
@@ -79,6 +79,7 @@ class _Result:
     error: str | None = None
     throttled: bool = False
     record: dict[str, object] | None = None
+    held: str | None = None  # RETRY: our claim, known not sent, that the next attempt may take over
 
     def resolution(self) -> Resolution:
         assert self.status is not None
@@ -98,18 +99,44 @@ class TaskResult:
     """What became of one task in this attempt."""
 
     outcomes: Counter[Outcome] = field(default_factory=Counter)
-    throttled: int = 0
-    handed_back: list[Recipient] = field(default_factory=list)
-    delay_seconds: int = 0
-    next_attempt: int = 0
-    retry_error: str | None = None  # a transient, non-throttling error: the task must be redelivered
-    not_started: bool = False  # nothing was done: the task must be redelivered
+    throttled: list[Recipient] = field(default_factory=list)
+    failed: list[Recipient] = field(default_factory=list)  # transient failures, claims released
+    waiting: list[Recipient] = field(default_factory=list)  # claimed by another attempt
+    not_started: list[Recipient] = field(default_factory=list)  # the time budget ran out first
+    last_error: str | None = None
+    started: bool = True  # False: nothing was done, the task must be redelivered as it is
 
 
-def throttle_delay(attempt: int) -> int:
-    """Backoff for throttled recipients: 2 s, 4 s, 8 s, ... up to 15 minutes, with jitter."""
-    base = min(MAX_DELAY_SECONDS, 2 ** min(attempt + 1, 10))
-    return max(1, min(MAX_DELAY_SECONDS, int(base * random.uniform(0.75, 1.25))))  # noqa: S311 - jitter
+@dataclass(frozen=True)
+class FollowUps:
+    """The messages a task leaves behind: hand-backs (task, delay) and at most one dead letter (task, reason)."""
+
+    hand_backs: list[tuple[CampaignTask, int]]
+    dead_letter: tuple[CampaignTask, str] | None = None
+
+
+def follow_ups(task: CampaignTask, result: TaskResult) -> FollowUps:
+    """Group the recipients handed back by why: each group its own task, delay and counters."""
+    hand_backs: list[tuple[CampaignTask, int]] = []
+    dead: tuple[CampaignTask, str] | None = None
+
+    def rest(recipients: list[Recipient], **update: int) -> CampaignTask:
+        return task.model_copy(update={"recipients": recipients, **update})
+
+    if result.throttled:
+        retry = plan_retry(task.attempt, task.failures, throttled=True)
+        hand_backs.append((rest(result.throttled, attempt=retry.attempt), retry.delay_seconds))
+    if result.failed:
+        retry = plan_retry(task.attempt, task.failures)
+        if retry.dead:
+            dead = (rest(result.failed, failures=retry.failures), result.last_error or "unknown error")
+        else:
+            hand_backs.append((rest(result.failed, failures=retry.failures), retry.delay_seconds))
+    if result.waiting:
+        hand_backs.append((rest(result.waiting), plan_retry(task.attempt, task.failures, wait=True).delay_seconds))
+    if result.not_started:
+        hand_backs.append((rest(result.not_started), 0))
+    return FollowUps(hand_backs, dead)
 
 
 class CampaignSender:
@@ -170,9 +197,9 @@ class CampaignSender:
             return exc
 
     def process(self, task: CampaignTask, budget: Budget) -> TaskResult:
-        result = TaskResult(next_attempt=task.attempt)
+        result = TaskResult()
         if budget.expired():
-            result.not_started = True
+            result.started = False
             return result
         campaign = self.campaigns.get(task.campaign_id)
         if campaign is None:
@@ -180,7 +207,8 @@ class CampaignSender:
             return result
         if campaign.status is CampaignStatus.CANCELLED:
             skipped = [
-                Resolution(r.id, r.email, DeliveryStatus.SKIPPED, error="campaign cancelled") for r in task.recipients
+                Resolution(r.id, r.email, DeliveryStatus.SKIPPED, error="campaign cancelled", held=r.held)
+                for r in task.recipients
             ]
             self._commit(campaign.id, skipped, result)
             return result
@@ -191,14 +219,13 @@ class CampaignSender:
             self.executor.submit(self._send_one, campaign, renderer, recipient, budget, task.task)
             for recipient in eligible
         ]
-        stale_wait: list[Recipient] = []
-        throttled: list[Recipient] = []
         try:
-            resolutions = self._collect(futures, campaign.id, task.task, resolutions, result, throttled, stale_wait)
+            resolutions = self._collect(futures, campaign.id, task.task, resolutions, result)
         finally:
             # Whatever else happens, what was sent gets recorded.
             self._commit(campaign.id, resolutions, result)
-        self._hand_back(task, result, throttled, stale_wait)
+        if len(result.not_started) == len(task.recipients):
+            result.started, result.not_started = False, []  # nothing done: the message goes back as it is
         return result
 
     def _collect(
@@ -208,32 +235,32 @@ class CampaignSender:
         task_name: str,
         resolutions: list[Resolution],
         result: TaskResult,
-        throttled: list[Recipient],
-        stale_wait: list[Recipient],
     ) -> list[Resolution]:
         """Gather the sends' outcomes as they finish, committing every FLUSH_EVERY; the uncommitted rest."""
         for future in as_completed(futures):
             try:
                 outcome = future.result()
             except Exception as exc:
-                # e.g. the claim's request failed: whether it was written is unknown, so the
-                # task goes back whole; the other sends are still collected and recorded
-                logger.exception("a send failed before it was sent", extra={"task": task_name})
+                # A path _send_one does not handle: which recipient, and whether it claimed,
+                # is unknown here; its record (if any) is resolved from the claim's age later.
+                logger.exception("a send failed unexpectedly", extra={"task": task_name})
                 result.outcomes[Outcome.RETRY] += 1
-                result.retry_error = result.retry_error or f"{type(exc).__name__}: {exc}"
+                result.last_error = result.last_error or f"{type(exc).__name__}: {exc}"
                 continue
             if outcome.kind is _Kind.FINAL:
                 resolutions.append(outcome.resolution())
             elif outcome.kind is _Kind.DUPLICATE:
-                self._duplicate(outcome, resolutions, stale_wait, result)
+                self._duplicate(outcome, resolutions, result)
             elif outcome.kind is _Kind.RETRY:
                 result.outcomes[Outcome.RETRY] += 1
+                recipient = outcome.recipient.model_copy(update={"held": outcome.held})
                 if outcome.throttled:
-                    throttled.append(outcome.recipient)
+                    result.throttled.append(recipient)
                 else:
-                    result.retry_error = result.retry_error or outcome.error
+                    result.failed.append(recipient)
+                    result.last_error = outcome.error
             else:
-                result.handed_back.append(outcome.recipient)
+                result.not_started.append(outcome.recipient)
             if len(resolutions) >= FLUSH_EVERY:
                 self._commit(campaign_id, resolutions, result)
                 resolutions = []
@@ -248,50 +275,37 @@ class CampaignSender:
             subscriber = current.get(recipient.email)
             if subscriber is None or subscriber.id != recipient.id or subscriber.status != SubscriberStatus.SUBSCRIBED:
                 skipped.append(
-                    Resolution(recipient.id, recipient.email, DeliveryStatus.SKIPPED, error="no longer subscribed")
+                    Resolution(
+                        recipient.id,
+                        recipient.email,
+                        DeliveryStatus.SKIPPED,
+                        error="no longer subscribed",
+                        held=recipient.held,
+                    )
                 )
             else:
                 eligible.append(recipient.model_copy(update={"name": subscriber.name}))
         return skipped, eligible
 
-    @staticmethod
-    def _hand_back(task: CampaignTask, result: TaskResult, throttled: list[Recipient], stale: list[Recipient]) -> None:
-        result.throttled = len(throttled)
-        if result.handed_back and len(result.handed_back) == len(task.recipients):
-            result.not_started = True  # nothing done: the whole message goes back (batch item failure)
-            result.handed_back = []
-            return
-        if throttled:
-            result.handed_back.extend(throttled)
-            result.next_attempt = task.attempt + 1
-            result.delay_seconds = throttle_delay(task.attempt)
-        if stale:
-            result.handed_back.extend(stale)
-            result.delay_seconds = max(result.delay_seconds, MAX_DELAY_SECONDS)
-
-    def _duplicate(
-        self, outcome: _Result, resolutions: list[Resolution], stale_wait: list[Recipient], result: TaskResult
-    ) -> None:
+    def _duplicate(self, outcome: _Result, resolutions: list[Resolution], result: TaskResult) -> None:
         record = outcome.record or {}
         if record.get("status") != DeliveryStatus.SENDING.value:
             result.outcomes[Outcome.DUPLICATE] += 1  # resolved by an earlier delivery
             return
-        claimed_at = str(record.get("claimed_at", ""))
-        age = (self.clock() - datetime.fromisoformat(claimed_at.replace("Z", "+00:00"))).total_seconds()
         claim = record.get("claim")
-        if age >= STALE_CLAIM_SECONDS and isinstance(claim, str):
+        if claim_age(record, self.clock()) < STALE_CLAIM_SECONDS:
+            result.waiting.append(outcome.recipient)  # maybe still being sent by a live attempt: look again later
+        elif isinstance(claim, str):
             resolutions.append(
                 Resolution(
                     outcome.recipient.id,
                     outcome.recipient.email,
                     DeliveryStatus.UNCERTAIN,
                     claim=claim,
-                    claimed_at=claimed_at,
-                    error="the attempt that claimed it stopped before recording a result; it may have been sent",
+                    claimed_at=str(record.get("claimed_at", "")),
+                    error=STALE_CLAIM_ERROR,
                 )
             )
-        elif age < STALE_CLAIM_SECONDS:
-            stale_wait.append(outcome.recipient)  # maybe still being sent by a live attempt: look again later
         else:
             result.outcomes[Outcome.DUPLICATE] += 1
 
@@ -318,7 +332,12 @@ class CampaignSender:
         if not self.pacer.acquire(budget.deadline):
             return _Result(_Kind.NOT_STARTED, recipient)
         token, claimed_at = uuid.uuid4().hex, self.now()
-        claimed, record = self.results.claim(campaign.id, recipient, token, claimed_at)
+        try:
+            claimed, record = self.results.claim(campaign.id, recipient, token, claimed_at)
+        except Exception as exc:
+            # Whether the claim was written is unknown; nothing was sent under it: hand it on.
+            error = f"claim not confirmed: {type(exc).__name__}: {exc}"
+            return _Result(_Kind.RETRY, recipient, error=error, held=token)
         if not claimed:
             return _Result(_Kind.DUPLICATE, recipient, record=record)
         result = self._send_claimed(campaign.id, recipient, token, raw, tags, task_name)
@@ -336,16 +355,20 @@ class CampaignSender:
         except UncertainSendError as exc:
             logger.error("mail may or may not have been sent; not sending again", extra={**context, "error": str(exc)})
             return _Result(_Kind.FINAL, recipient, DeliveryStatus.UNCERTAIN, claim=token, error=str(exc))
-        except RetryableSendError as exc:
-            self.results.release(campaign_id, recipient.id, str(exc), self.now())
-            if exc.throttled:
-                self.pacer.penalize(THROTTLE_PENALTY_SECONDS)
-            return _Result(_Kind.RETRY, recipient, error=str(exc), throttled=exc.throttled)
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            self.results.release(campaign_id, recipient.id, error, self.now())
-            logger.exception("unexpected error while sending", extra=context)
-            return _Result(_Kind.RETRY, recipient, error=error)
+            retryable = isinstance(exc, RetryableSendError)
+            error = str(exc) if retryable else f"{type(exc).__name__}: {exc}"
+            throttled = isinstance(exc, RetryableSendError) and exc.throttled
+            if not retryable:
+                logger.exception("unexpected error while sending", extra=context)
+            if throttled:
+                self.pacer.penalize(THROTTLE_PENALTY_SECONDS)
+            try:
+                self.results.release(campaign_id, recipient.id, token, error, self.now())
+            except Exception:
+                logger.exception("claim not released; the retry takes it over", extra=context)
+                return _Result(_Kind.RETRY, recipient, error=error, throttled=throttled, held=token)
+            return _Result(_Kind.RETRY, recipient, error=error, throttled=throttled)
         return _Result(_Kind.FINAL, recipient, DeliveryStatus.SENT, claim=token, message_id=message_id)
 
 

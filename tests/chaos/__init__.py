@@ -1,0 +1,1 @@
+"""Chaos runs: the whole system under injected faults."""
