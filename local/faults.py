@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -293,7 +294,7 @@ class SqsTimeTravel:
         from moto.sqs import models
 
         def shifted(dt: Any = None) -> float:
-            return unix_time(dt) + (0.0 if dt is not None else self.offset)
+            return unix_time(dt) if dt is not None else time.time() + self.offset
 
         self._saved = (models.unix_time, models.unix_time_millis)  # type: ignore[attr-defined]
         models.unix_time = shifted  # type: ignore[attr-defined]
@@ -312,6 +313,4 @@ class SqsTimeTravel:
 
     def now(self) -> float:
         """The shifted time, seconds since the epoch."""
-        import time
-
         return time.time() + self.offset

@@ -74,18 +74,22 @@ def set_status(stack: Stack, email: str, status: str) -> None:
     )
 
 
-def records(stack: Stack, campaign_id: str) -> dict[str, dict[str, Any]]:
-    """The result records of a campaign by subscriber id (plain values)."""
+def records_of(stack: Stack, pk: str) -> list[dict[str, Any]]:
+    """The result records under one key (e.g. "welcome" or "campaign#<id>"), plain values."""
     dynamodb = boto3.client("dynamodb", region_name=REGION)
-    found: dict[str, dict[str, Any]] = {}
+    found: list[dict[str, Any]] = []
     for page in dynamodb.get_paginator("query").paginate(
         TableName=stack.physical_name("ResultsTable"),
         KeyConditionExpression="pk = :pk",
-        ExpressionAttributeValues={":pk": {"S": f"campaign#{campaign_id}"}},
+        ExpressionAttributeValues={":pk": {"S": pk}},
     ):
-        for item in page["Items"]:
-            found[item["sk"]["S"]] = {key: next(iter(value.values())) for key, value in item.items()}
+        found += [{key: next(iter(value.values())) for key, value in item.items()} for item in page["Items"]]
     return found
+
+
+def records(stack: Stack, campaign_id: str) -> dict[str, dict[str, Any]]:
+    """The result records of a campaign by subscriber id (plain values)."""
+    return {record["sk"]: record for record in records_of(stack, f"campaign#{campaign_id}")}
 
 
 def mails_per_address() -> Counter[str]:

@@ -30,9 +30,10 @@ from types import ModuleType
 
 import pytest
 
+from mailroom.adapters.deadletters import REDRIVE_VISIBILITY_SECONDS
 from mailroom_local.faults import FaultInjector, FaultPlan, SqsTimeTravel
 from mailroom_local.template import Stack
-from tests.campaigns import assert_counters_match_records, put_subscribers, records
+from tests.campaigns import assert_counters_match_records, put_subscribers, records, records_of
 from tests.chaos.driver import Chaos
 
 SUBSCRIBERS = 2_200  # every tenth unsubscribed: 1,980 eligible
@@ -70,12 +71,13 @@ class Tally:
 
 
 def tally(chaos: Chaos) -> Tally:
+    """Mails per address, newsletters and welcome mails apart, from every mail moto's SES accepted."""
     welcome: Counter[str] = Counter()
     newsletter: Counter[str] = Counter()
-    for mail in chaos.mails():
-        target = newsletter if mail["subject"] == SUBJECT else welcome
-        for address in mail["to"]:
-            target[address.lower()] += 1
+    for subject, recipients in chaos.mail_headers():
+        target = newsletter if subject == SUBJECT else welcome
+        for address in recipients:
+            target[address] += 1
     return Tally(welcome, newsletter)
 
 
@@ -122,36 +124,50 @@ def test_no_mail_is_lost_or_sent_twice_under_faults(chaos: Chaos) -> None:
     assert not [a for a, n in mails.welcome.items() if n > 1], "a welcome mail went out twice"
     assert not ineligible & set(mails.newsletter), "an unsubscribed address got the newsletter"
     # Rejected ones failed with their reason; the always-failing ones are in the DLQ, with theirs.
-    assert set(failed) == REJECTED
+    assert set(failed) == REJECTED, [by_email.get(a) for a in REJECTED]
     assert all("MessageRejected" in reason for reason in failed.values())
     dead_newsletter, newsletter_reasons = dead_lettered_addresses(chaos, "NewsletterDeadLetterQueue")
     dead_welcome, welcome_reasons = dead_lettered_addresses(chaos, "WelcomeDeadLetterQueue")
-    assert dead_newsletter == ALWAYS_FAIL
-    assert dead_welcome == {a for a in ALWAYS_FAIL if a.startswith("signup-")}
+    welcome_records = {r["email"]: r for r in records_of(chaos.stack, "welcome")}
+    stranded_welcomes = {
+        address
+        for address, record in welcome_records.items()
+        if record["status"] == "uncertain" and mails.welcome[address] == 0
+    }
+    # A crash between an always-failing recipient's claim and its release strands it too.
+    assert dead_newsletter == ALWAYS_FAIL - stranded
+    assert dead_welcome == {a for a in ALWAYS_FAIL if a.startswith("signup-")} - stranded_welcomes
     assert all("InternalFailure" in reason for reason in newsletter_reasons + welcome_reasons), (
         newsletter_reasons + welcome_reasons
     )
     # Everyone else who is eligible has exactly one newsletter - or is stranded in the window.
     lost = eligible - set(mails.newsletter) - stranded - REJECTED - ALWAYS_FAIL
     assert not lost, f"lost: {sorted(lost)[:10]}"
-    lost_welcomes = set(signed_up) - set(mails.welcome) - REJECTED - ALWAYS_FAIL
+    lost_welcomes = set(signed_up) - set(mails.welcome) - stranded_welcomes - REJECTED - ALWAYS_FAIL
     assert not lost_welcomes, f"welcome lost: {sorted(lost_welcomes)[:10]}"
     assert_counters_match_records(chaos.stack, chaos.admin("GET", f"/admin/campaigns/{campaign['id']}")[1])
 
     # The fix, then the redrive: exactly the missing mails, and the campaign completes.
     for address in ALWAYS_FAIL:
         chaos.injector.heal(address)
-    status, redriven = chaos.admin("POST", "/admin/dead-letters/redrive", {})
-    assert status == 200, redriven
-    chaos.run()
+    # As an operator would: redrive until the dead-letter queues are empty (a redrive that
+    # crashed leaves its messages invisible for a while; they are picked up by the next one).
+    for _ in range(10):
+        chaos.travel.advance(REDRIVE_VISIBILITY_SECONDS + 1)
+        status, redriven = chaos.admin("POST", "/admin/dead-letters/redrive", {})
+        assert status == 200, redriven
+        chaos.run()
+        if not chaos.pending("NewsletterDeadLetterQueue") + chaos.pending("WelcomeDeadLetterQueue"):
+            break
     after = tally(chaos)
     assert not [a for a, n in after.newsletter.items() if n > 1]
     assert not [a for a, n in after.welcome.items() if n > 1]
-    assert {a for a in ALWAYS_FAIL if after.newsletter[a] == 1} == ALWAYS_FAIL
-    assert set(after.newsletter) - set(mails.newsletter) == ALWAYS_FAIL
+    assert {a for a in ALWAYS_FAIL if after.newsletter[a] == 1} == dead_newsletter
+    assert set(after.newsletter) - set(mails.newsletter) == dead_newsletter
+    assert set(after.welcome) - set(mails.welcome) == dead_welcome
     final = chaos.admin("GET", f"/admin/campaigns/{campaign['id']}")[1]
     statuses = assert_counters_match_records(chaos.stack, final)
-    assert final["status"] == "sent", final
+    assert final["status"] == "sent", final  # every recipient resolved: the stranded ones are `uncertain`
 
     log = chaos.injector.log
     report = (
@@ -159,8 +175,9 @@ def test_no_mail_is_lost_or_sent_twice_under_faults(chaos: Chaos) -> None:
         f"{SIGN_UPS} sign-ups; {virtual / 60:.0f} virtual minutes; "
         f"{sum(after.newsletter.values())} newsletters, {sum(after.welcome.values())} welcome mails; "
         f"records {dict(sorted(statuses.items()))}; "
-        f"lost 0, duplicated 0, stranded in the window {len(stranded)}, "
-        f"dead-lettered then redriven {len(ALWAYS_FAIL)}; injected {dict(sorted(log.counts.items()))}; "
+        f"lost 0, duplicated 0, stranded in the window {len(stranded)} + {len(stranded_welcomes)} welcome, "
+        f"dead-lettered then redriven {len(dead_newsletter)} + {len(dead_welcome)} welcome; "
+        f"injected {dict(sorted(log.counts.items()))}; "
         f"invocations {sum(chaos.invocations.values())}"
     )
     REPORTS.append(report)
