@@ -10,6 +10,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from mailroom_local.faults import SqsTimeTravel
 from mailroom_local.template import Stack
 from tests.campaigns import (
     Campaigns,
@@ -479,7 +480,7 @@ def test_throttled_mails_are_handed_back_later_never_failed_nor_dead_lettered(
     assert final["status"] == "sent" and assert_counters_match_records(stack, final) == {"sent": 3}
 
 
-def test_a_transient_ses_error_fails_the_task_and_its_redelivery_sends_only_the_rest(
+def test_a_transient_ses_error_hands_the_recipient_back_with_the_failure_counted(
     stack: Stack, campaigns: Campaigns
 ) -> None:
     event = _sample_task_setup(stack)
@@ -495,11 +496,60 @@ def test_a_transient_ses_error_fails_the_task_and_its_redelivery_sends_only_the_
 
     with mock.patch.object(app.campaign_sender.mailer.client, "send_email", side_effect=flaky):
         first = app.lambda_handler(event, campaigns.context)
-    assert first == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    # not a batch item failure (that would count towards maxReceiveCount): a new, delayed message
+    assert first == {"batchItemFailures": []}
     assert len(sent_mails()) == 2
-    assert campaigns.get(SAMPLE_CAMPAIGN)["counters"]["sent"] == 2  # recorded although the task failed
+    assert campaigns.get(SAMPLE_CAMPAIGN)["counters"]["sent"] == 2
+    assert queue_messages(stack, "NewsletterQueue") == []  # delayed: a backoff of about 2 s
+    travel = SqsTimeTravel().install()
+    try:
+        travel.advance(5)
+        (rest,) = queue_messages(stack, "NewsletterQueue")
+    finally:
+        travel.uninstall()
+    assert rest["failures"] == 1 and rest["attempt"] == 0 and len(rest["recipients"]) == 1
+    # a duplicate delivery of the original task sends nothing more
     assert app.lambda_handler(event, campaigns.context) == {"batchItemFailures": []}
+    assert app.lambda_handler(sqs_event(stack, "NewsletterQueue", [rest]), campaigns.context) == {
+        "batchItemFailures": []
+    }
     assert mails_per_address() == {"ada@example.com": 1, "alan@example.com": 1, "grace@example.com": 1}
+    assert campaigns.get(SAMPLE_CAMPAIGN)["status"] == "sent"
+
+
+def _dead_letters(stack: Stack, logical_id: str) -> list[dict[str, Any]]:
+    sqs = boto3.client("sqs", region_name=REGION)
+    return sqs.receive_message(
+        QueueUrl=stack.queue_url(logical_id), MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+    ).get("Messages", [])
+
+
+def test_a_recipient_whose_failures_are_used_up_goes_to_the_dead_letter_queue_with_the_reason(
+    stack: Stack, campaigns: Campaigns
+) -> None:
+    event = _sample_task_setup(stack)
+    body = json.loads(event["Records"][0]["body"])
+    event["Records"][0]["body"] = json.dumps(body | {"failures": 8})
+    app = campaigns.app("NewsletterWorkerFunction")
+    down = ClientError({"Error": {"Code": "InternalFailure", "Message": "SES is down"}}, "SendEmail")
+    with mock.patch.object(app.campaign_sender.mailer.client, "send_email", side_effect=down):
+        assert app.lambda_handler(event, campaigns.context) == {"batchItemFailures": []}
+    assert queue_messages(stack, "NewsletterQueue") == []
+    (dead,) = _dead_letters(stack, "NewsletterDeadLetterQueue")
+    assert "InternalFailure: SES is down" in dead["MessageAttributes"]["error"]["StringValue"]
+    task = json.loads(dead["Body"])
+    assert task["failures"] == 9 and len(task["recipients"]) == 3
+    assert campaigns.get(SAMPLE_CAMPAIGN)["counters"]["queued"] == 3  # not resolved: waiting for a redrive
+    assert sent_mails() == []
+
+
+def test_a_malformed_task_goes_straight_to_the_dead_letter_queue(stack: Stack, campaigns: Campaigns) -> None:
+    event = sqs_event(stack, "NewsletterQueue", [{"kind": "campaign", "campaign_id": "x"}])
+    app = campaigns.app("NewsletterWorkerFunction")
+    assert app.lambda_handler(event, campaigns.context) == {"batchItemFailures": []}
+    (dead,) = _dead_letters(stack, "NewsletterDeadLetterQueue")
+    assert "invalid campaign task" in dead["MessageAttributes"]["error"]["StringValue"]
+    assert json.loads(dead["Body"]) == {"kind": "campaign", "campaign_id": "x"}
 
 
 def test_a_rejected_address_is_failed_with_its_reason_and_listed(stack: Stack, campaigns: Campaigns) -> None:
@@ -660,13 +710,12 @@ def test_a_fresh_claim_of_a_live_worker_is_looked_at_again_later(stack: Stack, c
     assert campaigns.get(SAMPLE_CAMPAIGN)["status"] == "sending"
 
 
-def test_a_task_of_an_unknown_campaign_is_dropped_and_a_malformed_one_fails(stack: Stack, campaigns: Campaigns) -> None:
+def test_a_task_of_an_unknown_campaign_is_dropped(stack: Stack, campaigns: Campaigns) -> None:
     event = load_event("newsletter_worker_sqs.json")  # its campaign does not exist
     app = campaigns.app("NewsletterWorkerFunction")
     assert app.lambda_handler(event, campaigns.context) == {"batchItemFailures": []}
     assert sent_mails() == []
-    bad = sqs_event(stack, "NewsletterQueue", [{"kind": "campaign", "campaign_id": "x", "recipients": []}])
-    assert len(app.lambda_handler(bad, campaigns.context)["batchItemFailures"]) == 1
+    assert _dead_letters(stack, "NewsletterDeadLetterQueue") == []
 
 
 class _InlineExecutor:

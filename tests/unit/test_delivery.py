@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 import pytest
 
 from mailroom.errors import PermanentSendError, RetryableSendError, UncertainSendError
@@ -13,34 +16,49 @@ MAIL = Mail(to="ada@example.com", subject="Hi", text="hi", html="<p>hi</p>")
 
 
 class FakeLedger:
-    def __init__(self) -> None:
-        self.records: dict[tuple[str, str], dict[str, str]] = {}
-        self.fail_record_sent = False
+    """The ledger's conditions, in memory: claims under tokens, completions conditioned on them."""
 
-    def claim(self, pk: str, sk: str, now: str) -> bool:
+    def __init__(self) -> None:
+        self.records: dict[tuple[str, str], dict[str, Any]] = {}
+        self.fail_record_sent = False
+        self.fail_claim = False
+        self.fail_release = False
+
+    def claim(
+        self, pk: str, sk: str, token: str, now: str, email: str | None = None, held: str | None = None
+    ) -> tuple[bool, dict[str, Any] | None]:
+        if self.fail_claim:
+            self.records[(pk, sk)] = {"status": DeliveryStatus.SENDING, "claim": token, "claimed_at": now}
+            raise RuntimeError("the answer was lost (the claim went through)")
         record = self.records.get((pk, sk))
-        if record and record["status"] != DeliveryStatus.RELEASED:
+        takeover = record and record["status"] == DeliveryStatus.SENDING and held and record["claim"] == held
+        if record and record["status"] != DeliveryStatus.RELEASED and not takeover:
+            return False, dict(record)
+        self.records[(pk, sk)] = {"status": DeliveryStatus.SENDING, "claim": token, "claimed_at": now}
+        return True, None
+
+    def _set(self, pk: str, sk: str, token: str, status: DeliveryStatus, **values: str) -> bool:
+        record = self.records[(pk, sk)]
+        if record["status"] != DeliveryStatus.SENDING or record["claim"] != token:
             return False
-        self.records[(pk, sk)] = {"status": DeliveryStatus.SENDING}
+        self.records[(pk, sk)] = {**record, "status": status, **values}
         return True
 
-    def _set(self, pk: str, sk: str, status: DeliveryStatus, **values: str) -> None:
-        assert self.records[(pk, sk)]["status"] == DeliveryStatus.SENDING
-        self.records[(pk, sk)] = {"status": status, **values}
-
-    def record_sent(self, pk: str, sk: str, message_id: str, now: str) -> None:
+    def record_sent(self, pk: str, sk: str, token: str, message_id: str, now: str) -> None:
         if self.fail_record_sent:
             raise RuntimeError("DynamoDB is down")
-        self._set(pk, sk, DeliveryStatus.SENT, message_id=message_id)
+        self._set(pk, sk, token, DeliveryStatus.SENT, message_id=message_id)
 
-    def record_failed(self, pk: str, sk: str, error: str, now: str) -> None:
-        self._set(pk, sk, DeliveryStatus.FAILED, error=error)
+    def record_failed(self, pk: str, sk: str, token: str, error: str, now: str) -> None:
+        self._set(pk, sk, token, DeliveryStatus.FAILED, error=error)
 
-    def release(self, pk: str, sk: str, error: str, now: str) -> None:
-        self._set(pk, sk, DeliveryStatus.RELEASED, error=error)
+    def release(self, pk: str, sk: str, token: str, error: str, now: str) -> None:
+        if self.fail_release:
+            raise RuntimeError("DynamoDB is down")
+        self._set(pk, sk, token, DeliveryStatus.RELEASED, error=error)
 
-    def record_uncertain(self, pk: str, sk: str, error: str, now: str) -> None:
-        self._set(pk, sk, DeliveryStatus.UNCERTAIN, error=error)
+    def record_uncertain(self, pk: str, sk: str, token: str, error: str, now: str) -> bool:
+        return self._set(pk, sk, token, DeliveryStatus.UNCERTAIN, error=error)
 
 
 class FakeMailer:
@@ -59,17 +77,57 @@ def test_sends_once_and_records_the_message_id() -> None:
     ledger, mailer = FakeLedger(), FakeMailer()
     delivery = deliver_once(ledger, mailer, SENDER, "run", "sub-1", MAIL)
     assert delivery.outcome is Outcome.SENT
-    assert ledger.records[("run", "sub-1")] == {"status": DeliveryStatus.SENT, "message_id": "msg-1"}
+    assert ledger.records[("run", "sub-1")]["status"] == DeliveryStatus.SENT
+    assert ledger.records[("run", "sub-1")]["message_id"] == "msg-1"
     again = deliver_once(ledger, mailer, SENDER, "run", "sub-1", MAIL)
     assert again.outcome is Outcome.DUPLICATE
     assert len(mailer.sent) == 1
 
 
-def test_a_claim_left_by_a_crashed_worker_blocks_a_second_send() -> None:
+def test_a_claim_left_by_a_crashed_worker_is_waited_for_then_recorded_uncertain_never_resent() -> None:
     ledger, mailer = FakeLedger(), FakeMailer()
-    ledger.records[("run", "sub-1")] = {"status": DeliveryStatus.SENDING}
+    ledger.records[("run", "sub-1")] = {
+        "status": DeliveryStatus.SENDING,
+        "claim": "dead-worker",
+        "claimed_at": "2026-11-28T10:00:00.000Z",
+    }
+    # within 15 minutes of the claim its worker may still be sending: wait, do not send
+    soon = deliver_once(ledger, mailer, SENDER, "run", "sub-1", MAIL, clock=lambda: at("10:14:59"))
+    assert soon.outcome is Outcome.RETRY and soon.wait
+    # later the claim belongs to no live attempt: uncertain (it may have been sent), never resent
+    late = deliver_once(ledger, mailer, SENDER, "run", "sub-1", MAIL, clock=lambda: at("10:15:00"))
+    assert late.outcome is Outcome.UNCERTAIN
+    assert ledger.records[("run", "sub-1")]["status"] == DeliveryStatus.UNCERTAIN
     assert deliver_once(ledger, mailer, SENDER, "run", "sub-1", MAIL).outcome is Outcome.DUPLICATE
     assert mailer.sent == []
+
+
+def at(clock_time: str) -> datetime:
+    return datetime.fromisoformat(f"2026-11-28T{clock_time}+00:00")
+
+
+def test_an_unconfirmed_claim_travels_with_the_retry_and_is_taken_over_once() -> None:
+    ledger, mailer = FakeLedger(), FakeMailer()
+    ledger.fail_claim = True
+    first = deliver_once(ledger, mailer, SENDER, "run", "sub-1", MAIL)
+    assert first.outcome is Outcome.RETRY and first.held
+    ledger.fail_claim = False
+    # without the token the record looks claimed by someone else; with it, it is ours
+    assert deliver_once(ledger, mailer, SENDER, "run", "sub-1", MAIL).wait
+    assert deliver_once(ledger, mailer, SENDER, "run", "sub-1", MAIL, held=first.held).outcome is Outcome.SENT
+    # a duplicate of the retry (same held token) finds the record sent
+    assert deliver_once(ledger, mailer, SENDER, "run", "sub-1", MAIL, held=first.held).outcome is Outcome.DUPLICATE
+    assert len(mailer.sent) == 1
+
+
+def test_a_release_that_fails_hands_the_claim_on() -> None:
+    throttled = RetryableSendError("TooManyRequestsException", "Maximum sending rate exceeded", throttled=True)
+    ledger, mailer = FakeLedger(), FakeMailer(throttled)
+    ledger.fail_release = True
+    first = deliver_once(ledger, mailer, SENDER, "run", "sub-1", MAIL)
+    assert first.outcome is Outcome.RETRY and first.throttled and first.held
+    assert deliver_once(ledger, mailer, SENDER, "run", "sub-1", MAIL, held=first.held).outcome is Outcome.SENT
+    assert len(mailer.sent) == 1
 
 
 def test_permanent_error_is_recorded_and_never_retried() -> None:
@@ -93,10 +151,11 @@ def test_retryable_error_releases_the_claim_for_the_next_delivery() -> None:
     assert len(mailer.sent) == 1
 
 
-def test_an_unexpected_error_releases_the_claim_and_propagates() -> None:
+def test_an_unexpected_error_releases_the_claim_for_a_retry() -> None:
     ledger, mailer = FakeLedger(), FakeMailer(RuntimeError("boom"))
-    with pytest.raises(RuntimeError):
-        deliver_once(ledger, mailer, SENDER, "run", "sub-1", MAIL)
+    delivery = deliver_once(ledger, mailer, SENDER, "run", "sub-1", MAIL)
+    assert delivery.outcome is Outcome.RETRY and not delivery.throttled
+    assert delivery.error == "RuntimeError: boom"
     assert ledger.records[("run", "sub-1")]["status"] == DeliveryStatus.RELEASED
 
 
@@ -104,7 +163,8 @@ def test_a_failed_result_write_after_the_send_still_counts_as_sent_and_blocks_re
     ledger, mailer = FakeLedger(), FakeMailer()
     ledger.fail_record_sent = True
     assert deliver_once(ledger, mailer, SENDER, "run", "sub-1", MAIL).outcome is Outcome.SENT
-    assert deliver_once(ledger, mailer, SENDER, "run", "sub-1", MAIL).outcome is Outcome.DUPLICATE
+    # the record stays claimed: a redelivery waits for it, and never sends again
+    assert deliver_once(ledger, mailer, SENDER, "run", "sub-1", MAIL).wait
     assert len(mailer.sent) == 1
 
 

@@ -12,6 +12,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from mailroom_local.faults import SqsTimeTravel
 from mailroom_local.template import Stack
 from tests.conftest import LambdaContext
 from tests.support import REGION, load_event, queue_messages, sent_mails, sqs_event
@@ -73,7 +74,14 @@ def test_registration_sample_event_stores_subscriber_and_queues_welcome(
     assert _subscriber_count(stack) == 1
     tasks = queue_messages(stack, "WelcomeQueue")
     assert tasks == [
-        {"kind": "welcome", "subscriber_id": body["id"], "email": "ada@example.com", "correlation_id": mock.ANY}
+        {
+            "kind": "welcome",
+            "subscriber_id": body["id"],
+            "email": "ada@example.com",
+            "correlation_id": mock.ANY,
+            "attempt": 0,
+            "failures": 0,
+        }
     ]
 
 
@@ -262,13 +270,39 @@ def test_welcome_throttled_goes_back_to_the_queue_and_is_sent_on_redelivery(
     )
     with mock.patch.object(app.mailer.client, "send_email", side_effect=throttled):
         response = app.lambda_handler(event, context)
-    assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    # not a batch item failure (it would count towards maxReceiveCount): a new, delayed message
+    assert response == {"batchItemFailures": []}
     assert _results(stack, "welcome")[task["subscriber_id"]]["status"] == "released"
     assert sent_mails() == []
-    # the redelivery sends it, once
+    travel = SqsTimeTravel().install()
+    try:
+        travel.advance(5)  # the first backoff is about 2 s
+        (again,) = queue_messages(stack, "WelcomeQueue")
+    finally:
+        travel.uninstall()
+    assert again["attempt"] == 1 and again["failures"] == 0  # throttling slows down, it never fails
+    # the retry sends it, once; a duplicate of the first message sends nothing more
+    assert app.lambda_handler(sqs_event(stack, "WelcomeQueue", [again]), context) == {"batchItemFailures": []}
     assert app.lambda_handler(event, context) == {"batchItemFailures": []}
     assert len(sent_mails()) == 1
     assert _results(stack, "welcome")[task["subscriber_id"]]["status"] == "sent"
+
+
+def test_welcome_failing_too_often_goes_to_the_dead_letter_queue_with_the_reason(
+    stack: Stack, load_function: Loader, context: LambdaContext
+) -> None:
+    event, task, app = _welcome_worker_with_its_subscriber(stack, load_function)
+    event["Records"][0]["body"] = json.dumps(task | {"failures": 8})
+    down = ClientError({"Error": {"Code": "InternalFailure", "Message": "SES is down"}}, "SendEmail")
+    with mock.patch.object(app.mailer.client, "send_email", side_effect=down):
+        assert app.lambda_handler(event, context) == {"batchItemFailures": []}
+    sqs = boto3.client("sqs", region_name=REGION)
+    (dead,) = sqs.receive_message(QueueUrl=stack.queue_url("WelcomeDeadLetterQueue"), MessageAttributeNames=["All"])[
+        "Messages"
+    ]
+    assert "InternalFailure: SES is down" in dead["MessageAttributes"]["error"]["StringValue"]
+    assert json.loads(dead["Body"])["failures"] == 9
+    assert sent_mails() == []
 
 
 def test_welcome_rejected_is_recorded_failed_and_not_retried(
@@ -287,14 +321,20 @@ def test_welcome_rejected_is_recorded_failed_and_not_retried(
     assert sent_mails() == []
 
 
-def test_a_malformed_task_fails_its_record_only(stack: Stack, load_function: Loader, context: LambdaContext) -> None:
+def test_a_malformed_task_goes_to_the_dead_letter_queue_and_the_others_are_sent(
+    stack: Stack, load_function: Loader, context: LambdaContext
+) -> None:
     good = json.loads(load_event("welcome_worker_sqs.json")["Records"][0]["body"])
     _put_subscriber(stack, good["subscriber_id"], good["email"])
     event = sqs_event(stack, "WelcomeQueue", [{"kind": "welcome"}, good])
     app = load_function("WelcomeWorkerFunction")
-    response = app.lambda_handler(event, context)
-    assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    assert app.lambda_handler(event, context) == {"batchItemFailures": []}
     assert len(sent_mails()) == 1
+    sqs = boto3.client("sqs", region_name=REGION)
+    (dead,) = sqs.receive_message(QueueUrl=stack.queue_url("WelcomeDeadLetterQueue"), MessageAttributeNames=["All"])[
+        "Messages"
+    ]
+    assert "invalid welcome task" in dead["MessageAttributes"]["error"]["StringValue"]
 
 
 def test_a_lost_ses_answer_is_not_retried_and_is_recorded_uncertain(

@@ -169,6 +169,21 @@ def _drive_everything(stack: Stack, campaigns: Campaigns) -> None:
         worker.campaign_sender.mailer.client, "send_email", side_effect=ClientError(throttled, "SendEmail")
     ):
         campaigns.run_workers()
+    # a throttled welcome goes back on its own queue; malformed tasks go to each dead-letter queue
+    registration.lambda_handler(
+        load_event("registration_post.json") | {"body": json.dumps({"email": "late@example.com"})}, campaigns.context
+    )
+    with mock.patch.object(welcome.mailer.client, "send_email", side_effect=ClientError(throttled, "SendEmail")):
+        welcome.lambda_handler(
+            sqs_event(stack, "WelcomeQueue", queue_messages(stack, "WelcomeQueue")), campaigns.context
+        )
+    welcome.lambda_handler(sqs_event(stack, "WelcomeQueue", [{"kind": "welcome"}]), campaigns.context)
+    worker.lambda_handler(sqs_event(stack, "NewsletterQueue", [{"kind": "campaign"}]), campaigns.context)
+    fanout = campaigns.app("FanoutFunction")
+    fanout.lambda_handler(sqs_event(stack, "FanoutQueue", [{"kind": "fanout"}]), campaigns.context)
+    # the admin's dead-letter view and redrive
+    campaigns.call("GET", "/admin/dead-letters")
+    campaigns.call("POST", "/admin/dead-letters/redrive", {})
 
 
 def test_every_aws_call_of_every_function_is_allowed_by_its_policy(stack: Stack, load_function: Loader) -> None:

@@ -79,6 +79,8 @@ def test_the_api_has_the_registration_and_admin_routes(stack: Stack) -> None:
         ("POST", "/admin/campaigns/{id}/preview"),
         ("POST", "/admin/campaigns/{id}/test"),
         ("GET", "/admin/campaigns/{id}/recipients"),
+        ("GET", "/admin/dead-letters"),
+        ("POST", "/admin/dead-letters/redrive"),
     }
     assert set(routes.values()) == {"AdminFunction"}
 

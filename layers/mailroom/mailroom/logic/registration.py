@@ -49,7 +49,7 @@ def register(
 
     task = WelcomeTask(subscriber_id=subscriber.id, email=subscriber.email, correlation_id=correlation_id)
     try:
-        welcome_queue.send(task.model_dump_json())
+        welcome_queue.send(task.model_dump_json(exclude_none=True))
     except Exception:
         if created:
             subscribers.delete(subscriber.email, subscriber.id)
