@@ -135,13 +135,18 @@ class FaultInjector:
 
     # -- invocations ----------------------------------------------------------------------
     @contextmanager
-    def invocation(self, function: str) -> Iterator[None]:
-        """Inject faults into the AWS calls made until the block ends; maybe crash it."""
+    def invocation(self, function: str, crash_at: int | None = None, crash_after: bool = False) -> Iterator[None]:
+        """Inject faults into the AWS calls made until the block ends; maybe crash it.
+
+        ``crash_at`` kills it at that AWS call (1 = the first; after it was answered with
+        ``crash_after``) instead of the plan's random crash: a crash between two given steps.
+        """
         with self._lock:
-            crash_at = None
-            if self.plan.crash and self._rng.random() < self.plan.crash:
+            after = crash_after
+            if crash_at is None and self.plan.crash and self._rng.random() < self.plan.crash:
                 crash_at = self._rng.randint(1, max(1, self._calls_per_invocation.get(function, 10)))
-            state = _Invocation(function, crash_at, crash_after=self._rng.random() < 0.5)
+                after = self._rng.random() < 0.5
+            state = _Invocation(function, crash_at, crash_after=after)
             self._current = state
         try:
             yield
