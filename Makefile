@@ -19,13 +19,15 @@ UV_VERSION := 0.13.9
 # sam build runs the layers' Makefiles: they need a python3 with pip (the venv's).
 SAM_ENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 
-.PHONY: help venv sam run test lint typecheck unit integration pytest validate build deploy deploy-prod lock clean bench
+.PHONY: help venv sam run test lint typecheck unit integration chaos pytest validate build deploy deploy-prod lock clean bench redrive
 
 help:
 	@echo "make run       start Mailroom locally on http://127.0.0.1:$(PORT) (moto as AWS; no Docker, no account)"
 	@echo "make test      ruff, mypy, pytest (unit + integration), sam validate --lint, sam build"
 	@echo "make build     sam build (layers built for python3.13/arm64 without Docker)"
 	@echo "make deploy    sam build && sam deploy (samconfig.toml [default]; deploy-prod for [prod])"
+	@echo "make redrive   show dead-lettered tasks and their reasons, then move them back (URL=... for a stack)"
+	@echo "make chaos     the chaos test alone, with its counts (SEEDS=\"1 2 3\" by default)"
 
 $(VENV)/.installed: requirements-dev.txt layers/dependencies/requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -63,6 +65,15 @@ unit: venv
 
 integration: venv
 	$(VENV)/bin/pytest tests/integration
+
+# The chaos test (also part of `make test`): faults from each seed, counts printed.
+chaos: venv
+	$(if $(SEEDS),MAILROOM_CHAOS_SEEDS="$(SEEDS)") $(VENV)/bin/pytest tests/chaos -p no:logging --show-capture=no -q
+
+# Dead letters: list them with their reasons, then redrive them (after fixing the cause).
+# URL defaults to the local runtime; for a stack: make redrive URL=https://<api>.execute-api.<region>.amazonaws.com/<stage>
+redrive: venv
+	$(PY) -m mailroom_local.redrive $(if $(URL),--url $(URL)) $(REDRIVE_ARGS)
 
 validate: sam
 	$(SAM) validate --lint

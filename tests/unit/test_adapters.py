@@ -104,6 +104,12 @@ def _client_error(code: str, message: str = "") -> ClientError:
             RetryableSendError,
             False,
         ),
+        # the sender's identity was deleted (moto's wording): configuration, not the recipient
+        (
+            _client_error("MessageRejected", "Did not have authority to send from email news@example.com"),
+            RetryableSendError,
+            False,
+        ),
         (EndpointConnectionError(endpoint_url="https://email"), RetryableSendError, False),
         (ReadTimeoutError(endpoint_url="https://email"), UncertainSendError, False),
         (ConnectionClosedError(endpoint_url="https://email"), UncertainSendError, False),

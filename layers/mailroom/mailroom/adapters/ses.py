@@ -29,12 +29,16 @@ AMBIGUOUS_ERRORS = (ReadTimeoutError, ConnectionClosedError, ResponseStreamingEr
 
 
 def _sender_not_verified(message: str, from_address: str | None) -> bool:
-    """SES's "Email address is not verified. The following identities failed the check..."
-    names the identities; when the sender (or its domain) is among them, the fault is the
-    account's configuration, not the recipient's address."""
-    if not from_address or "not verified" not in message:
+    """A rejection that names the sender (or its domain) is the account's configuration, not
+    the recipient's address: SES's "Email address is not verified. The following identities
+    failed the check in region ...: <sender>", or "Did not have authority to send from email
+    <sender>" (an identity deleted or not verified; moto's wording too). A bad recipient is
+    rejected naming the recipient."""
+    if not from_address:
         return False
     lowered = message.lower()
+    if not any(phrase in lowered for phrase in ("not verified", "authority to send from", "not authorized")):
+        return False
     domain = from_address.rpartition("@")[2].lower()
     return from_address.lower() in lowered or f" {domain}" in lowered or f"@{domain}" in lowered
 
