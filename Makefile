@@ -1,6 +1,6 @@
 # Mailroom - every target bootstraps what it needs (virtualenvs, packages).
 #   make run    the whole system on this machine: http://127.0.0.1:3000 (PORT=... to change)
-#   make test   lint, type checks, unit + integration tests, sam validate --lint, sam build
+#   make test   lint, type checks, unit + integration + chaos tests, sam validate --lint, sam build
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -23,7 +23,7 @@ SAM_ENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 
 help:
 	@echo "make run       start Mailroom locally on http://127.0.0.1:$(PORT) (moto as AWS; no Docker, no account)"
-	@echo "make test      ruff, mypy, pytest (unit + integration), sam validate --lint, sam build"
+	@echo "make test      ruff, mypy, pytest (unit, integration, chaos), sam validate --lint, sam build"
 	@echo "make build     sam build (layers built for python3.13/arm64 without Docker)"
 	@echo "make deploy    sam build && sam deploy (samconfig.toml [default]; deploy-prod for [prod])"
 	@echo "make redrive   show dead-lettered tasks and their reasons, then move them back (URL=... for a stack)"
