@@ -245,7 +245,7 @@ METHOD = [
     "figures leave out the fakes' own CPU (measured with `time.thread_time`).",
     "- Pacing: each invocation is a process of its own (a Lambda environment has its own CPU); one SES "
     "window in shared memory refuses a send beyond the limit within any one second. Throttled sends are "
-    "released and handed back by `process()` (counted in `TaskResult.throttled`/`handed_back`); handed back "
+    "released and handed back by `process()` (counted in `TaskResult.throttled`, `failed`, `not_started`); handed back "
     "also counts the recipients not started before the run's deadline.",
     "- Fan-out: `mailroom_local.Runtime` (moto server in this process, functions in child processes), the "
     "newsletter worker's poller stopped; requests counted at moto's WSGI app by SigV4 service and "

@@ -365,7 +365,7 @@ class Pacing:
     accepted: int
     throttled: int
     throttled_returned: int  # what process() reported (TaskResult.throttled)
-    handed_back: int  # TaskResult.handed_back: throttled, and not started before the deadline
+    handed_back: int  # throttled, failed transiently, and not started before the deadline
     peak_attempts: int  # most SendEmail calls within any one second, throttled ones too
     idle_seconds: float  # per worker, on average: time beyond its pacing interval with no send
     idle_gaps: float  # per worker, on average: gaps of more than 1.5 intervals between two sends
@@ -453,9 +453,9 @@ def _pacing_worker(job: _Job, window: SendWindow, conn: Connection) -> None:
             if budget.expired():
                 break
             for result in worker.invoke_batch(stream[first : first + job.setup.batch_size], budget):
-                totals["tasks"] += 0 if result.not_started else 1
-                totals["throttled"] += result.throttled
-                totals["handed_back"] += len(result.handed_back)
+                totals["tasks"] += 1 if result.started else 0
+                totals["throttled"] += len(result.throttled)
+                totals["handed_back"] += len(result.throttled) + len(result.failed) + len(result.not_started)
                 outcomes.update(result.outcomes)
         cpu = time.process_time() - cpu0
     finally:
