@@ -1,8 +1,11 @@
-"""Newsletter dispatcher: triggered by the EventBridge Scheduler schedule (time zone aware).
+"""Newsletter dispatcher: triggered by the EventBridge Scheduler schedules (time zone aware).
 
-Starts every scheduled campaign that is due (a conditional write each, so a schedule that
-fires twice or two overlapping dispatchers start a campaign once) and re-queues the
-fan-out of any campaign whose fan-out has stalled.
+At a newsletter firing (``DailyNewsletter``) it starts every scheduled campaign that is due
+(a conditional write each, so a schedule that fires twice or two overlapping dispatchers
+start a campaign once) and re-queues the fan-out of any campaign whose fan-out has stalled.
+At a ``Recovery`` firing (every few minutes) it only re-queues stalled fan-outs - e.g. of a
+campaign sent now whose fan-out step was lost - and starts nothing: scheduled campaigns
+start at the newsletter schedule.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from mailroom.adapters.campaigns import CampaignRepository
 from mailroom.adapters.sqs import TaskQueue
 from mailroom.config import DispatcherSettings
 from mailroom.logic.campaigns import dispatch_due
+from mailroom.logic.fanout import resume_stalled
 from mailroom.models import ScheduleInvocation, iso, utcnow
 from mailroom.observability import MetricUnit, logger, metrics, timed
 
@@ -23,6 +27,7 @@ settings = DispatcherSettings.from_env(os.environ)
 campaigns = CampaignRepository(settings.campaigns_table)
 fanout_queue = TaskQueue(settings.fanout_queue_url)
 metrics.set_default_dimensions(task_type="newsletter_dispatch")
+RECOVERY = "Recovery"  # the template's Recovery schedule
 
 
 @logger.inject_lambda_context(log_event=True)
@@ -34,7 +39,18 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     now = utcnow()
     logger.set_correlation_id(invocation.execution_id or context.aws_request_id)
     with timed():
-        result = dispatch_due(campaigns, fanout_queue, settings.fanout_segments, now, logger.get_correlation_id())
+        if invocation.schedule == RECOVERY:
+            ran = ["resume_stalled"]
+            result = {"started": [], "resumed": resume_stalled(campaigns, fanout_queue, now)}
+        else:
+            ran = ["start_due", "resume_stalled"]
+            result = dispatch_due(campaigns, fanout_queue, settings.fanout_segments, now, logger.get_correlation_id())
     metrics.add_metric(name="TasksProcessed", unit=MetricUnit.Count, value=1)
     metrics.add_metric(name="CampaignsStarted", unit=MetricUnit.Count, value=len(result["started"]))
-    return {"at": iso(now), "scheduled_time": invocation.scheduled_time and iso(invocation.scheduled_time), **result}
+    return {
+        "at": iso(now),
+        "schedule": invocation.schedule,
+        "scheduled_time": invocation.scheduled_time and iso(invocation.scheduled_time),
+        "ran": ran,
+        **result,
+    }
