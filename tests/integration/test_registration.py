@@ -133,9 +133,10 @@ def test_the_sign_up_page_is_served(runtime: Runtime) -> None:
 
 
 def test_local_routes_list_schedules_and_queues(runtime: Runtime) -> None:
-    schedules = http("GET", f"{runtime.url}/_local/schedules").json()
-    (daily,) = schedules
-    assert daily["name"] == "DailyNewsletter"
+    schedules = {s["name"]: s for s in http("GET", f"{runtime.url}/_local/schedules").json()}
+    assert set(schedules) == {"DailyNewsletter", "Recovery"}
+    assert schedules["Recovery"]["expression"] == "rate(5 minutes)"
+    daily = schedules["DailyNewsletter"]
     assert daily["expression"] == "cron(0 10 * * ? *)"
     assert daily["timezone"] == "UTC"
     assert daily["target"] == "NewsletterDispatcherFunction"
