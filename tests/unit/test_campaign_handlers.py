@@ -640,7 +640,7 @@ def test_a_worker_whose_budget_runs_out_mid_task_hands_the_rest_back(stack: Stac
 
     def expires_after_first_send(self: Any) -> bool:
         checks["n"] += 1
-        return checks["n"] > 2  # process() checks once, the first recipient once: then it is spent
+        return checks["n"] > 3  # process() checks once, the first recipient before and after its claim: spent
 
     handed: list[str] = []
     with (
@@ -682,6 +682,70 @@ def test_a_claim_left_by_a_crashed_worker_is_resolved_uncertain_and_never_resent
     campaign = campaigns.get(SAMPLE_CAMPAIGN)
     assert campaign["status"] == "sent"
     assert assert_counters_match_records(stack, campaign) == {"sent": 2, "uncertain": 1}
+
+
+@pytest.mark.parametrize("cause", ["unsubscribed", "cancelled"])
+def test_a_skip_over_a_claim_left_by_a_crashed_worker_resolves_it_uncertain(
+    stack: Stack, campaigns: Campaigns, cause: str
+) -> None:
+    event = _sample_task_setup(stack)
+    recipients = json.loads(event["Records"][0]["body"])["recipients"]
+    boto3.client("dynamodb", region_name=REGION).put_item(
+        TableName=stack.physical_name("ResultsTable"),
+        Item={
+            "pk": {"S": f"campaign#{SAMPLE_CAMPAIGN}"},
+            "sk": {"S": recipients[0]["id"]},
+            "status": {"S": "sending"},
+            "claim": {"S": "dead-worker"},
+            "claimed_at": {"S": "2026-11-28T09:40:00.000Z"},
+            "email": {"S": "ada@example.com"},
+        },
+    )
+    if cause == "unsubscribed":
+        set_status(stack, "ada@example.com", "unsubscribed")
+    else:
+        assert campaigns.call("POST", f"/admin/campaigns/{SAMPLE_CAMPAIGN}/cancel")[0] == 200
+    app = campaigns.app("NewsletterWorkerFunction")
+    assert app.lambda_handler(event, campaigns.context) == {"batchItemFailures": []}
+    # the skip cannot overwrite a claim that may have sent: it waits for it, and resolves it
+    # `uncertain` once it is stale - the campaign completes, counters equal records
+    assert records(stack, SAMPLE_CAMPAIGN)[recipients[0]["id"]]["status"] == "uncertain"
+    campaign = campaigns.get(SAMPLE_CAMPAIGN)
+    assert campaign["counters"]["queued"] == 0
+    statuses = assert_counters_match_records(stack, campaign)
+    assert statuses["uncertain"] == 1 and "ada@example.com" not in mails_per_address()
+
+
+def test_an_unexpected_error_before_a_send_hands_the_recipient_back(stack: Stack, campaigns: Campaigns) -> None:
+    event = _sample_task_setup(stack)
+    app = campaigns.app("NewsletterWorkerFunction")
+    real_render = app.campaign_sender.renderer
+    calls = {"n": 0}
+
+    def flaky_renderer(campaign: Any) -> Any:
+        renderer = real_render(campaign)
+
+        class Flaky:
+            def render(self, recipient: Any, tags: Any = None) -> Any:
+                calls["n"] += 1
+                if recipient.email == "grace@example.com" and calls["n"] < 4:
+                    raise RuntimeError("a bug")
+                return renderer.render(recipient, tags)
+
+        return Flaky()
+
+    handed: list[str] = []
+    with (
+        mock.patch.object(app.campaign_sender, "renderer", side_effect=flaky_renderer),
+        mock.patch.object(app.newsletter_queue, "send", side_effect=lambda body, **kw: handed.append(body) or "m"),
+    ):
+        assert app.lambda_handler(event, campaigns.context) == {"batchItemFailures": []}
+    (rest,) = [json.loads(body) for body in handed]
+    assert [r["email"] for r in rest["recipients"]] == ["grace@example.com"] and rest["failures"] == 1
+    assert app.lambda_handler(sqs_event(stack, "NewsletterQueue", [rest]), campaigns.context) == {
+        "batchItemFailures": []
+    }
+    assert mails_per_address() == {"ada@example.com": 1, "alan@example.com": 1, "grace@example.com": 1}
 
 
 def test_a_fresh_claim_of_a_live_worker_is_looked_at_again_later(stack: Stack, campaigns: Campaigns) -> None:

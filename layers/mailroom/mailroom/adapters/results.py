@@ -84,21 +84,28 @@ class CampaignResults:
         self.ledger.release(campaign_pk(campaign_id), subscriber_id, token, error, now)
 
     # -- resolving, with the counters -----------------------------------------------------
-    def resolve(self, campaign_id: str, resolutions: Sequence[Resolution], now: str) -> int:
-        """Commit final statuses and the counters together; returns how many records changed.
+    def resolve(self, campaign_id: str, resolutions: Sequence[Resolution], now: str) -> list[Resolution]:
+        """Commit final statuses and the counters together; returns the resolutions refused.
 
-        A record whose condition no longer holds (another delivery resolved it first) is
-        left out and the rest retried; conflicts and throttling are retried with backoff.
+        A record whose condition no longer holds is left out (and the rest retried): resolved
+        by another delivery first, or - for a resolution without a claim (a skip) - still
+        claimed by another attempt. The caller decides what to do with those. Conflicts,
+        throttling and lost answers are retried with backoff.
         """
-        applied = 0
+        refused: list[Resolution] = []
         for start in range(0, len(resolutions), RESOLUTIONS_PER_TRANSACTION):
-            applied += self._commit(campaign_id, list(resolutions[start : start + RESOLUTIONS_PER_TRANSACTION]), now)
-        return applied
+            refused += self._commit(campaign_id, list(resolutions[start : start + RESOLUTIONS_PER_TRANSACTION]), now)
+        return refused
 
-    def _commit(self, campaign_id: str, pending: list[Resolution], now: str) -> int:
+    def record(self, campaign_id: str, subscriber_id: str) -> dict[str, Any] | None:
+        """One record as it is (a consistent read)."""
+        return self.ledger.get(campaign_pk(campaign_id), subscriber_id)
+
+    def _commit(self, campaign_id: str, pending: list[Resolution], now: str) -> list[Resolution]:
+        refused: list[Resolution] = []
         for attempt in range(TRANSACTION_ATTEMPTS):
             if not pending:
-                return 0
+                return refused
             try:
                 self.client.transact_write_items(
                     TransactItems=self._items(campaign_id, pending, now)  # type: ignore[arg-type]
@@ -128,11 +135,12 @@ class CampaignResults:
                     if reason.get("Code") == "ConditionalCheckFailed"
                 }
                 if stale:
+                    refused += [resolution for index, resolution in enumerate(pending) if index in stale]
                     pending = [resolution for index, resolution in enumerate(pending) if index not in stale]
                 else:
                     self._backoff(attempt)  # TransactionConflict, throttling: the same again, later
                 continue
-            return len(pending)
+            return refused
         raise ResolveError(f"{len(pending)} result record(s) not committed after {TRANSACTION_ATTEMPTS} attempts")
 
     def _backoff(self, attempt: int) -> None:

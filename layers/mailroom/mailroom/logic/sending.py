@@ -91,6 +91,7 @@ class _Result:
             claimed_at=self.claimed_at,
             message_id=self.message_id,
             error=self.error,
+            held=self.recipient.held if self.claim is None else None,
         )
 
 
@@ -215,14 +216,15 @@ class CampaignSender:
 
         resolutions, eligible = self._check_eligibility(task.recipients)
         renderer = self.renderer(campaign)
-        futures = [
-            self.executor.submit(self._send_one, campaign, renderer, recipient, budget, task.task)
+        futures = {
+            self.executor.submit(self._send_one, campaign, renderer, recipient, budget, task.task): recipient
             for recipient in eligible
-        ]
+        }
         try:
-            resolutions = self._collect(futures, campaign.id, task.task, resolutions, result)
+            self._collect(futures, campaign.id, task.task, resolutions, result)
         finally:
-            # Whatever else happens, what was sent gets recorded.
+            # Whatever else happens, what was sent gets recorded (the buffer holds exactly
+            # what is not committed yet).
             self._commit(campaign.id, resolutions, result)
         if len(result.not_started) == len(task.recipients):
             result.started, result.not_started = False, []  # nothing done: the message goes back as it is
@@ -230,23 +232,20 @@ class CampaignSender:
 
     def _collect(
         self,
-        futures: list[Future[_Result]],
+        futures: dict[Future[_Result], Recipient],
         campaign_id: str,
         task_name: str,
         resolutions: list[Resolution],
         result: TaskResult,
-    ) -> list[Resolution]:
-        """Gather the sends' outcomes as they finish, committing every FLUSH_EVERY; the uncommitted rest."""
+    ) -> None:
+        """Gather the sends' outcomes as they finish into ``resolutions``, committing (and
+        emptying) it every FLUSH_EVERY."""
         for future in as_completed(futures):
             try:
                 outcome = future.result()
-            except Exception as exc:
-                # A path _send_one does not handle: which recipient, and whether it claimed,
-                # is unknown here; its record (if any) is resolved from the claim's age later.
+            except Exception as exc:  # _send_one handles its errors; this is a last resort
                 logger.exception("a send failed unexpectedly", extra={"task": task_name})
-                result.outcomes[Outcome.RETRY] += 1
-                result.last_error = result.last_error or f"{type(exc).__name__}: {exc}"
-                continue
+                outcome = _Result(_Kind.RETRY, futures[future], error=f"{type(exc).__name__}: {exc}")
             if outcome.kind is _Kind.FINAL:
                 resolutions.append(outcome.resolution())
             elif outcome.kind is _Kind.DUPLICATE:
@@ -263,8 +262,6 @@ class CampaignSender:
                 result.not_started.append(outcome.recipient)
             if len(resolutions) >= FLUSH_EVERY:
                 self._commit(campaign_id, resolutions, result)
-                resolutions = []
-        return resolutions
 
     def _check_eligibility(self, recipients: list[Recipient]) -> tuple[list[Resolution], list[Recipient]]:
         """Skip who unsubscribed or was erased since the fan-out; the rest, with their current name."""
@@ -288,18 +285,24 @@ class CampaignSender:
         return skipped, eligible
 
     def _duplicate(self, outcome: _Result, resolutions: list[Resolution], result: TaskResult) -> None:
-        record = outcome.record or {}
+        self._claimed_elsewhere(outcome.recipient, outcome.record or {}, resolutions, result)
+
+    def _claimed_elsewhere(
+        self, recipient: Recipient, record: dict[str, object], resolutions: list[Resolution], result: TaskResult
+    ) -> None:
+        """A record another attempt got to first: done (a duplicate), in flight (look again
+        later), or claimed by an attempt that is gone (``uncertain``: it may have been sent)."""
         if record.get("status") != DeliveryStatus.SENDING.value:
             result.outcomes[Outcome.DUPLICATE] += 1  # resolved by an earlier delivery
             return
         claim = record.get("claim")
         if claim_age(record, self.clock()) < STALE_CLAIM_SECONDS:
-            result.waiting.append(outcome.recipient)  # maybe still being sent by a live attempt: look again later
+            result.waiting.append(recipient)  # maybe still being sent by a live attempt: look again later
         elif isinstance(claim, str):
             resolutions.append(
                 Resolution(
-                    outcome.recipient.id,
-                    outcome.recipient.email,
+                    recipient.id,
+                    recipient.email,
                     DeliveryStatus.UNCERTAIN,
                     claim=claim,
                     claimed_at=str(record.get("claimed_at", "")),
@@ -309,16 +312,54 @@ class CampaignSender:
         else:
             result.outcomes[Outcome.DUPLICATE] += 1
 
-    def _commit(self, campaign_id: str, resolutions: list[Resolution], result: TaskResult) -> None:
+    def _commit(self, campaign_id: str, resolutions: list[Resolution], result: TaskResult, depth: int = 0) -> None:
+        """Commit the buffer (and empty it). A resolution without a claim (a skip, a content
+        error) that is refused because another attempt holds the record is looked at like a
+        duplicate: waited for, or resolved ``uncertain`` once that claim is stale."""
         if not resolutions:
             return
-        self.results.resolve(campaign_id, resolutions, self.now())
-        for resolution in resolutions:
-            result.outcomes[_OUTCOME_OF[resolution.status]] += 1
+        pending = list(resolutions)
+        resolutions.clear()
+        refused = self.results.resolve(campaign_id, pending, self.now())
+        refused_ids = {id(resolution) for resolution in refused}
+        for resolution in pending:
+            if id(resolution) not in refused_ids:
+                result.outcomes[_OUTCOME_OF[resolution.status]] += 1
+        again: list[Resolution] = []
+        for resolution in refused:
+            if resolution.claim is not None:
+                result.outcomes[Outcome.DUPLICATE] += 1  # our claim was resolved by another attempt
+                continue
+            recipient = Recipient(id=resolution.subscriber_id, email=resolution.email, held=resolution.held)
+            record = self.results.record(campaign_id, resolution.subscriber_id) or {}
+            if record.get("status") in (None, DeliveryStatus.RELEASED.value) or depth:
+                result.waiting.append(recipient)  # it changed meanwhile: look again later
+            else:
+                self._claimed_elsewhere(recipient, record, again, result)
+        if again:
+            self._commit(campaign_id, again, result, depth + 1)
         self.campaigns.complete_if_done(campaign_id, self.now())
 
     def _send_one(
         self, campaign: Campaign, renderer: CampaignRenderer, recipient: Recipient, budget: Budget, task_name: str
+    ) -> _Result:
+        tokens: list[str] = []  # the claim this attempt made and has not sent under, if any
+        try:
+            return self._attempt(campaign, renderer, recipient, budget, task_name, tokens)
+        except Exception as exc:
+            # Anything unforeseen before the send (rendering, the pacer, a release): nothing
+            # was sent; the recipient goes back, with our claim if we made one.
+            logger.exception("unexpected error before the send", extra={"task": task_name})
+            return _Result(_Kind.RETRY, recipient, error=f"{type(exc).__name__}: {exc}", held=next(iter(tokens), None))
+
+    def _attempt(  # noqa: PLR0911 - one return per way a send can end, in the order they happen
+        self,
+        campaign: Campaign,
+        renderer: CampaignRenderer,
+        recipient: Recipient,
+        budget: Budget,
+        task_name: str,
+        tokens: list[str],
     ) -> _Result:
         if budget.expired():
             return _Result(_Kind.NOT_STARTED, recipient)
@@ -332,6 +373,7 @@ class CampaignSender:
         if not self.pacer.acquire(budget.deadline):
             return _Result(_Kind.NOT_STARTED, recipient)
         token, claimed_at = uuid.uuid4().hex, self.now()
+        tokens.append(token)
         try:
             claimed, record = self.results.claim(campaign.id, recipient, token, claimed_at)
         except Exception as exc:
@@ -339,9 +381,15 @@ class CampaignSender:
             error = f"claim not confirmed: {type(exc).__name__}: {exc}"
             return _Result(_Kind.RETRY, recipient, error=error, held=token)
         if not claimed:
+            tokens.clear()
             return _Result(_Kind.DUPLICATE, recipient, record=record)
-        result = self._send_claimed(campaign.id, recipient, token, raw, tags, task_name)
-        return replace(result, claimed_at=claimed_at)
+        if budget.expired():
+            # the claim took the rest of the budget (its retries): give it back, send later
+            self.results.release(campaign.id, recipient.id, token, "time budget used up", self.now())
+            return _Result(_Kind.NOT_STARTED, recipient)
+        tokens.clear()  # from here on _send_claimed accounts for the claim
+        sent = self._send_claimed(campaign.id, recipient, token, raw, tags, task_name)
+        return replace(sent, claimed_at=claimed_at)
 
     def _send_claimed(
         self, campaign_id: str, recipient: Recipient, token: str, raw: bytes, tags: dict[str, str], task_name: str
