@@ -6,7 +6,15 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError, ReadTimeoutError
+from botocore.exceptions import (
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    HTTPClientError,
+    ReadTimeoutError,
+    SSLError,
+)
 from botocore.stub import Stubber
 
 from mailroom.adapters.aws import sesv2_client
@@ -110,7 +118,21 @@ def _client_error(code: str, message: str = "") -> ClientError:
             RetryableSendError,
             False,
         ),
+        # a recipient in the sender's own domain is still the recipient's problem
+        (
+            _client_error(
+                "MessageRejected",
+                "Email address is not verified. The following identities failed "
+                "the check in region US-EAST-1: bob@example.com",
+            ),
+            PermanentSendError,
+            False,
+        ),
         (EndpointConnectionError(endpoint_url="https://email"), RetryableSendError, False),
+        (ConnectTimeoutError(endpoint_url="https://email"), RetryableSendError, False),
+        # after the request may have gone out: never retried
+        (SSLError(endpoint_url="https://email", error="bad record mac"), UncertainSendError, False),
+        (HTTPClientError(error="boom"), UncertainSendError, False),
         (ReadTimeoutError(endpoint_url="https://email"), UncertainSendError, False),
         (ConnectionClosedError(endpoint_url="https://email"), UncertainSendError, False),
     ],

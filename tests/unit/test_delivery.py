@@ -151,12 +151,13 @@ def test_retryable_error_releases_the_claim_for_the_next_delivery() -> None:
     assert len(mailer.sent) == 1
 
 
-def test_an_unexpected_error_releases_the_claim_for_a_retry() -> None:
+def test_an_unclassified_error_from_the_send_is_uncertain_and_never_resent() -> None:
+    # the mailer classifies every SES error; anything else may come after SES accepted it
     ledger, mailer = FakeLedger(), FakeMailer(RuntimeError("boom"))
     delivery = deliver_once(ledger, mailer, SENDER, "run", "sub-1", MAIL)
-    assert delivery.outcome is Outcome.RETRY and not delivery.throttled
-    assert delivery.error == "RuntimeError: boom"
-    assert ledger.records[("run", "sub-1")]["status"] == DeliveryStatus.RELEASED
+    assert delivery.outcome is Outcome.UNCERTAIN and delivery.error == "RuntimeError: boom"
+    assert ledger.records[("run", "sub-1")]["status"] == DeliveryStatus.UNCERTAIN
+    assert deliver_once(ledger, mailer, SENDER, "run", "sub-1", MAIL).outcome is Outcome.DUPLICATE
 
 
 def test_a_failed_result_write_after_the_send_still_counts_as_sent_and_blocks_resend() -> None:

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    ConnectionClosedError,
-    ReadTimeoutError,
-    ResponseStreamingError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ProxyConnectionError,
 )
 
 from mailroom.adapters.aws import sesv2_client
@@ -23,40 +23,40 @@ PERMANENT_CODES = frozenset({"MessageRejected", "BadRequestException", "InvalidP
 THROTTLING_CODES = frozenset(
     {"TooManyRequestsException", "LimitExceededException", "Throttling", "ThrottlingException"}
 )
-# The request reached SES (or may have) and no answer came back: SES may have accepted the
-# mail. Sending again could deliver it twice, so these are neither retried nor failed.
-AMBIGUOUS_ERRORS = (ReadTimeoutError, ConnectionClosedError, ResponseStreamingError)
+# The connection failed before the request could go out: SES cannot have seen the mail.
+# Every other transport error (read timeout, closed connection, a broken response, TLS or
+# HTTP errors) may come after SES accepted it: sending again could deliver it twice.
+NOT_SENT_ERRORS = (EndpointConnectionError, ConnectTimeoutError, ProxyConnectionError)
 
 
 def _sender_not_verified(message: str, from_address: str | None) -> bool:
-    """A rejection that names the sender (or its domain) is the account's configuration, not
-    the recipient's address: SES's "Email address is not verified. The following identities
-    failed the check in region ...: <sender>", or "Did not have authority to send from email
-    <sender>" (an identity deleted or not verified; moto's wording too). A bad recipient is
-    rejected naming the recipient."""
+    """A rejection that names the sender (or its domain) as an identity is the account's
+    configuration, not the recipient's address: SES's "Email address is not verified. The
+    following identities failed the check in region ...: <sender>", or "Did not have
+    authority to send from email <sender>" (an identity deleted or not verified; moto's
+    wording). A bad recipient - even one in the sender's domain - is named as itself."""
     if not from_address:
         return False
     lowered = message.lower()
     if not any(phrase in lowered for phrase in ("not verified", "authority to send from", "not authorized")):
         return False
-    domain = from_address.rpartition("@")[2].lower()
-    return from_address.lower() in lowered or f" {domain}" in lowered or f"@{domain}" in lowered
+    identities = {token.strip(".,;:()<>'\"") for token in lowered.split()}
+    return from_address.lower() in identities or from_address.rpartition("@")[2].lower() in identities
 
 
 def classify(exc: Exception, from_address: str | None = None) -> SendError:
     """Turn a botocore error into a retryable, permanent or uncertain SendError.
 
-    - retryable: throttling ("Maximum sending rate exceeded"), SES's own 5xx answers,
-      connection failures before the request went out, anything unknown, and problems
-      of configuration (an unverified sender, a paused account): a mail is never dropped
-      on an error an operator can fix; its task ends in the dead-letter queue with the
-      reason and can be redriven once fixed;
+    - retryable: throttling ("Maximum sending rate exceeded"), SES's own answers of other
+      errors (5xx and unknown codes), connection failures before the request went out, and
+      problems of configuration (an unverified sender, a paused account): a mail is never
+      dropped on an error an operator can fix; its task ends in the dead-letter queue with
+      the reason and can be redriven once fixed;
     - permanent: the message or the recipient is bad (``MessageRejected``, ``BadRequest``);
-    - uncertain: the request went out and its answer was lost (read timeout, connection
-      closed): SES may have sent it, so it is not sent again (at most once).
+    - uncertain: any other transport error - the request may have gone out and its answer
+      been lost (read timeout, connection closed, TLS or HTTP errors): SES may have sent
+      it, so it is not sent again (at most once).
     """
-    if isinstance(exc, AMBIGUOUS_ERRORS):
-        return UncertainSendError(type(exc).__name__, str(exc))
     if isinstance(exc, ClientError):
         error = exc.response.get("Error", {})
         code = error.get("Code", "Unknown")
@@ -66,7 +66,9 @@ def classify(exc: Exception, from_address: str | None = None) -> SendError:
         if code in PERMANENT_CODES and not _sender_not_verified(message, from_address):
             return PermanentSendError(code, message)
         return RetryableSendError(code, message)
-    return RetryableSendError(type(exc).__name__, str(exc))
+    if isinstance(exc, NOT_SENT_ERRORS):
+        return RetryableSendError(type(exc).__name__, str(exc))
+    return UncertainSendError(type(exc).__name__, str(exc))
 
 
 class Mailer:

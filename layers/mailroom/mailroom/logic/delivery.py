@@ -111,16 +111,20 @@ def _send_claimed(
         ledger.record_uncertain(run, subscriber_id, token, str(exc), now())
         logger.error("mail may or may not have been sent; not sending again", extra={**context, "error": str(exc)})
         return Delivery(Outcome.UNCERTAIN, error=str(exc))
-    except Exception as exc:
-        error = str(exc) if isinstance(exc, RetryableSendError) else f"{type(exc).__name__}: {exc}"
-        throttled = isinstance(exc, RetryableSendError) and exc.throttled
+    except RetryableSendError as exc:
         try:
-            ledger.release(run, subscriber_id, token, error, now())
+            ledger.release(run, subscriber_id, token, str(exc), now())
         except Exception:
             logger.exception("claim not released; the retry takes it over", extra=context)
-            return Delivery(Outcome.RETRY, error=error, throttled=throttled, held=token)
-        logger.info("mail deferred", extra={**context, "error": error})
-        return Delivery(Outcome.RETRY, error=error, throttled=throttled)
+            return Delivery(Outcome.RETRY, error=str(exc), throttled=exc.throttled, held=token)
+        logger.info("mail deferred", extra={**context, "error": str(exc)})
+        return Delivery(Outcome.RETRY, error=str(exc), throttled=exc.throttled)
+    except Exception as exc:
+        # Not an error the mailer classified: whether SES got the mail is unknown.
+        error = f"{type(exc).__name__}: {exc}"
+        ledger.record_uncertain(run, subscriber_id, token, error, now())
+        logger.exception("unexpected error while sending; not sending again", extra=context)
+        return Delivery(Outcome.UNCERTAIN, error=error)
     try:
         ledger.record_sent(run, subscriber_id, token, message_id, now())
     except Exception:

@@ -403,20 +403,20 @@ class CampaignSender:
         except UncertainSendError as exc:
             logger.error("mail may or may not have been sent; not sending again", extra={**context, "error": str(exc)})
             return _Result(_Kind.FINAL, recipient, DeliveryStatus.UNCERTAIN, claim=token, error=str(exc))
-        except Exception as exc:
-            retryable = isinstance(exc, RetryableSendError)
-            error = str(exc) if retryable else f"{type(exc).__name__}: {exc}"
-            throttled = isinstance(exc, RetryableSendError) and exc.throttled
-            if not retryable:
-                logger.exception("unexpected error while sending", extra=context)
-            if throttled:
+        except RetryableSendError as exc:
+            if exc.throttled:
                 self.pacer.penalize(THROTTLE_PENALTY_SECONDS)
             try:
-                self.results.release(campaign_id, recipient.id, token, error, self.now())
+                self.results.release(campaign_id, recipient.id, token, str(exc), self.now())
             except Exception:
                 logger.exception("claim not released; the retry takes it over", extra=context)
-                return _Result(_Kind.RETRY, recipient, error=error, throttled=throttled, held=token)
-            return _Result(_Kind.RETRY, recipient, error=error, throttled=throttled)
+                return _Result(_Kind.RETRY, recipient, error=str(exc), throttled=exc.throttled, held=token)
+            return _Result(_Kind.RETRY, recipient, error=str(exc), throttled=exc.throttled)
+        except Exception as exc:
+            # Not an error the mailer classified: whether SES got the mail is unknown.
+            error = f"{type(exc).__name__}: {exc}"
+            logger.exception("unexpected error while sending; not sending again", extra=context)
+            return _Result(_Kind.FINAL, recipient, DeliveryStatus.UNCERTAIN, claim=token, error=error)
         return _Result(_Kind.FINAL, recipient, DeliveryStatus.SENT, claim=token, message_id=message_id)
 
 
