@@ -74,6 +74,9 @@ class FaultLog:
 
     counts: Counter[str] = field(default_factory=Counter)
     crashes: list[tuple[str, str, str]] = field(default_factory=list)  # (function, operation, before|after)
+    # the (pk, sk) of every DynamoDB PutItem an invocation made before it was killed: the
+    # claims a crash can strand
+    crashed_puts: set[tuple[str, str]] = field(default_factory=set)
 
 
 @dataclass
@@ -83,6 +86,7 @@ class _Invocation:
     crash_after: bool  # dies once that call was answered (else before it leaves)
     calls: int = 0
     dead: bool = False
+    puts: set[tuple[str, str]] = field(default_factory=set)
 
 
 class FaultInjector:
@@ -203,6 +207,7 @@ class FaultInjector:
 
     def _die(self, state: _Invocation, operation: str, when: str) -> None:
         state.dead = True
+        self.log.crashed_puts |= state.puts
         self.log.counts["crash"] += 1
         self.log.crashes.append((state.function, operation, when))
         raise Crash(f"{state.function} killed {when} {operation}")
@@ -217,6 +222,8 @@ class FaultInjector:
                 return None
             if self._current.dead:
                 raise Crash(f"{self._current.function} is dead")
+            if service == "dynamodb" and operation == "PutItem":
+                self._current.puts.add(_key_of(request.body))
             if service == "sesv2" and operation == "SendEmail":
                 to = _recipients(request.body)
                 if to & self._always_fail:
@@ -253,6 +260,15 @@ class _Body:
 
     def stream(self, **_: Any) -> Iterator[bytes]:
         yield self.data
+
+
+def _key_of(body: Any) -> tuple[str, str]:
+    """(pk, sk) of a DynamoDB PutItem request's item (strings; empty if absent)."""
+    try:
+        item = json.loads(body).get("Item", {})
+        return (str(item.get("pk", {}).get("S", "")), str(item.get("sk", {}).get("S", "")))
+    except (ValueError, AttributeError):
+        return ("", "")
 
 
 def _recipients(body: Any) -> set[str]:

@@ -105,7 +105,8 @@ class Chaos:
     def invoke(self, function: str, event: dict[str, Any]) -> tuple[str, Any]:
         """("ok", response) | ("crashed", None) | ("error", exception)."""
         app = self.app(function)
-        context = LambdaContext(function_name=function, aws_request_id=str(uuid.uuid4()), remaining_ms=300_000)
+        timeout_ms = self.stack.functions[function].timeout * 1000  # the template's Timeout
+        context = LambdaContext(function_name=function, aws_request_id=str(uuid.uuid4()), remaining_ms=timeout_ms)
         self.invocations[function] += 1
         with self.injector.invocation(function):
             try:

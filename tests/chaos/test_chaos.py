@@ -32,6 +32,7 @@ from types import ModuleType
 import pytest
 
 from mailroom.adapters.deadletters import REDRIVE_VISIBILITY_SECONDS
+from mailroom.logic.delivery import STALE_CLAIM_ERROR
 from mailroom_local.faults import FaultInjector, FaultPlan, SqsTimeTravel
 from mailroom_local.template import Stack
 from tests.campaigns import assert_counters_match_records, put_subscribers, records, records_of
@@ -121,13 +122,13 @@ def test_no_mail_is_lost_or_sent_twice_under_faults(chaos: Chaos) -> None:
     failed = {r["email"]: r.get("error", "") for r in campaign_records.values() if r["status"] == "failed"}
 
     # Nobody twice, nobody ineligible.
-    twice = [a for a, n in mails.newsletter.items() if n > 1]
-    by_email = {r["email"]: r for r in campaign_records.values()}
-    assert not twice, f"a newsletter went out twice: {[(a, by_email.get(a)) for a in twice[:3]]} {chaos.outcomes}"
-    assert not [a for a, n in mails.welcome.items() if n > 1], "a welcome mail went out twice"
+    twice = [a for a, n in mails.newsletter.items() if n > 1] + [a for a, n in mails.welcome.items() if n > 1]
+    assert not twice, f"mailed twice: {twice[:5]}"
     assert not ineligible & set(mails.newsletter), "an unsubscribed address got the newsletter"
     # Rejected ones failed with their reason; the always-failing ones are in the DLQ, with theirs.
-    assert set(failed) == REJECTED, [by_email.get(a) for a in REJECTED]
+    by_email = {r["email"]: r for r in campaign_records.values()}
+    assert set(failed) <= REJECTED, [by_email.get(a) for a in set(failed) - REJECTED]
+    assert REJECTED - stranded <= set(failed), [by_email.get(a) for a in REJECTED]
     assert all("MessageRejected" in reason for reason in failed.values())
     dead_newsletter, newsletter_reasons = dead_lettered_addresses(chaos, "NewsletterDeadLetterQueue")
     dead_welcome, welcome_reasons = dead_lettered_addresses(chaos, "WelcomeDeadLetterQueue")
@@ -137,6 +138,16 @@ def test_no_mail_is_lost_or_sent_twice_under_faults(chaos: Chaos) -> None:
         for address, record in welcome_records.items()
         if record["status"] == "uncertain" and mails.welcome[address] == 0
     }
+    # Stranded means exactly this: claimed by an invocation that was then killed, and found
+    # stale later - nothing else may hide behind an unmailed `uncertain` record.
+    crashed = chaos.injector.log.crashed_puts
+    for pk, stranded_records in (
+        (f"campaign#{campaign['id']}", [r for r in campaign_records.values() if r["email"] in stranded]),
+        ("welcome", [welcome_records[a] for a in stranded_welcomes]),
+    ):
+        for record in stranded_records:
+            assert (pk, record["sk"]) in crashed, record
+            assert record["error"] == STALE_CLAIM_ERROR, record
     # Only the always-failing are in the dead-letter queues, and each of them is there - or
     # was stranded by a crash between a claim and its release (a duplicate delivery's copy
     # can strand one that another copy dead-lettered: then it is both).
@@ -150,9 +161,8 @@ def test_no_mail_is_lost_or_sent_twice_under_faults(chaos: Chaos) -> None:
     )
     # Everyone else who is eligible has exactly one newsletter - or is stranded in the window.
     lost = eligible - set(mails.newsletter) - stranded - REJECTED - ALWAYS_FAIL
+    lost |= set(signed_up) - set(mails.welcome) - stranded_welcomes - REJECTED - ALWAYS_FAIL
     assert not lost, f"lost: {sorted(lost)[:10]}"
-    lost_welcomes = set(signed_up) - set(mails.welcome) - stranded_welcomes - REJECTED - ALWAYS_FAIL
-    assert not lost_welcomes, f"welcome lost: {sorted(lost_welcomes)[:10]}"
     assert_counters_match_records(chaos.stack, chaos.admin("GET", f"/admin/campaigns/{campaign['id']}")[1])
 
     # The fix, then the redrive: exactly the missing mails, and the campaign completes.
@@ -183,7 +193,8 @@ def test_no_mail_is_lost_or_sent_twice_under_faults(chaos: Chaos) -> None:
         f"{SIGN_UPS} sign-ups; {virtual / 60:.0f} virtual minutes; "
         f"{sum(after.newsletter.values())} newsletters, {sum(after.welcome.values())} welcome mails; "
         f"records {dict(sorted(statuses.items()))}; "
-        f"lost 0, duplicated 0, stranded in the window {len(stranded)} + {len(stranded_welcomes)} welcome, "
+        f"lost {len(lost)}, duplicated {len(twice)}, "
+        f"stranded in the window {len(stranded)} + {len(stranded_welcomes)} welcome, "
         f"dead-lettered then redriven {len(dead_newsletter - stranded)} + {len(dead_welcome - stranded_welcomes)} "
         "welcome; "
         f"injected {dict(sorted(log.counts.items()))}; "
