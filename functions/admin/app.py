@@ -37,6 +37,7 @@ from mailroom.models import (
     TestSendRequest,
 )
 from mailroom.observability import MetricUnit, logger, metrics
+from mailroom.worker import Budget
 
 settings = AdminSettings.from_env(os.environ)
 campaigns = CampaignRepository(settings.campaigns_table)
@@ -58,6 +59,7 @@ dead_letters = DeadLetterOffice(
     ]
 )
 DEAD_LETTER_QUEUES = tuple(dead_letters.queues)
+REDRIVE_MARGIN_MS = 5_000
 RECIPIENT_STATUSES = tuple(status.value for status in DeliveryStatus)
 # Room for a campaign's content (at most 100 KiB) escaped into JSON.
 MAX_BODY_BYTES = 256 * 1024
@@ -169,7 +171,9 @@ def redrive_dead_letters() -> Response[Any]:
     """Move dead-lettered tasks back to their queues (after the cause is fixed); a redriven
     task mails nobody twice (the workers' claims)."""
     request = _optional_body(RedriveRequest)
-    moved = dead_letters.redrive(request.queue, request.limit)
+    # stop in time to answer: what is left is reported as remaining (call again)
+    deadline = Budget.of(app.lambda_context, REDRIVE_MARGIN_MS).deadline
+    moved = dead_letters.redrive(request.queue, request.limit, deadline)
     logger.info("dead letters redriven", extra={"moved": moved})
     metrics.add_metric(name="TasksRedriven", unit=MetricUnit.Count, value=sum(moved.values()))
     return respond(200, {"redriven": moved, "remaining": dead_letters.counts()})

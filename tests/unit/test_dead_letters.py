@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import boto3
 import pytest
 
-from mailroom.adapters.deadletters import NO_REASON, reset_counters
+from mailroom.adapters.deadletters import NO_REASON, DeadLetterOffice, DeadLetterQueue, reset_counters
 from mailroom_local import redrive
 from mailroom_local.template import Stack
 from tests.campaigns import Campaigns
@@ -137,3 +138,18 @@ def test_make_redrive_lists_then_redrives_through_the_admin_api(
 def test_make_redrive_says_when_the_api_cannot_be_reached(capsys: pytest.CaptureFixture[str]) -> None:
     assert redrive.main(["--url", "http://127.0.0.1:9", "--list"]) == 2
     assert "cannot reach" in capsys.readouterr().err
+
+
+def test_a_redrive_stops_at_its_deadline_and_leaves_the_rest(stack: Stack) -> None:
+    _fill(stack)
+    office = DeadLetterOffice(
+        [
+            DeadLetterQueue(
+                "newsletter", stack.queue_url("NewsletterDeadLetterQueue"), stack.queue_url("NewsletterQueue")
+            )
+        ]
+    )
+    assert office.redrive(deadline=time.monotonic() - 1) == {"newsletter": 0}
+    assert office.counts() == {"newsletter": 2}
+    assert office.redrive(limit=1) == {"newsletter": 1}
+    assert office.counts() == {"newsletter": 1} and len(queue_messages(stack, "NewsletterQueue")) == 1

@@ -91,7 +91,8 @@ def needed(service: str, operation: str, params: dict[str, Any]) -> list[tuple[s
         return [(f"dynamodb:{operation}", resource)]
     if service == "sqs":
         queue = params["QueueUrl"].rstrip("/").rpartition("/")[2]
-        action = "sqs:SendMessage" if operation in ("SendMessage", "SendMessageBatch") else f"sqs:{operation}"
+        # IAM authorizes a batch call with its single action (sqs:SendMessage for SendMessageBatch, ...)
+        action = f"sqs:{operation.removesuffix('Batch')}"
         return [(action, f"arn:aws:sqs:{REGION}:{ACCOUNT}:{queue}")]
     if service == "sesv2":
         if operation == "SendEmail":

@@ -72,6 +72,31 @@ def test_transient_errors_are_retried_by_botocore_like_real_5xx(aws: None) -> No
         injector.uninstall()
 
 
+def test_an_injected_error_never_reaches_moto_for_writes_either(aws: None) -> None:
+    sqs = boto3.client("sqs", region_name=REGION, config=ONE_ATTEMPT)
+    url = sqs.create_queue(QueueName="q")["QueueUrl"]
+    dynamodb = boto3.client("dynamodb", region_name=REGION, config=ONE_ATTEMPT)
+    dynamodb.create_table(
+        TableName="t",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    injector = _injector(transient=1.0)  # hooks the clients made from now on
+    try:
+        with injector.invocation("f"):
+            with pytest.raises(ClientError):
+                boto3.client("sqs", region_name=REGION, config=ONE_ATTEMPT).send_message(QueueUrl=url, MessageBody="x")
+            with pytest.raises(ClientError):
+                boto3.client("dynamodb", region_name=REGION, config=ONE_ATTEMPT).put_item(
+                    TableName="t", Item={"pk": {"S": "a"}}
+                )
+        assert "Messages" not in sqs.receive_message(QueueUrl=url)
+        assert "Item" not in dynamodb.get_item(TableName="t", Key={"pk": {"S": "a"}})
+    finally:
+        injector.uninstall()
+
+
 def test_a_lost_answer_comes_after_the_work_was_done(aws: None) -> None:
     injector = _injector(lost_answer=1.0)
     try:

@@ -11,8 +11,9 @@ A task reaches a dead-letter queue in one of two ways:
 
 A redrive puts each message back on the queue it came from - with its retry counters reset,
 so it gets the full budget of retries again - and only then deletes it from the dead-letter
-queue. A redrive that stops in between leaves a copy in both places: the workers' claims
-make sure the copy mails nobody twice.
+queue, ten at a time, until its time is up (the admin API's function has 20 s; call it again
+for the rest: it answers what remains). A redrive that stops in between leaves a copy in
+both places: the workers' claims make sure the copy mails nobody twice.
 
 SQS has its own redrive (``StartMessageMoveTask``); moto does not implement it, and it
 neither resets counters nor reports per message, so Mailroom moves the messages itself.
@@ -21,6 +22,7 @@ neither resets counters nor reports per message, so Mailroom moves the messages 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -142,23 +144,32 @@ class DeadLetterOffice:
             found += [describe(queue.name, message) for message in seen]
         return found
 
-    def redrive(self, name: str | None = None, limit: int = 1000) -> dict[str, int]:
-        """Move up to ``limit`` dead letters back to their queues; how many, per queue."""
+    def redrive(self, name: str | None = None, limit: int = 1000, deadline: float = float("inf")) -> dict[str, int]:
+        """Move up to ``limit`` dead letters back to their queues, ten per request, until
+        ``deadline`` (``time.monotonic``); how many, per queue. Call again for the rest."""
         moved: dict[str, int] = {}
         for queue in self._chosen(name):
             moved[queue.name] = 0
-            while sum(moved.values()) < limit:
+            while sum(moved.values()) < limit and time.monotonic() < deadline:
                 batch = self._receive(queue, limit - sum(moved.values()), REDRIVE_VISIBILITY_SECONDS)
                 if not batch:
                     break
-                for message in batch:
-                    self.client.send_message(
-                        QueueUrl=queue.source_url,
-                        MessageBody=reset_counters(message["Body"]),
-                        MessageAttributes={
-                            "redriven_at": {"DataType": "String", "StringValue": iso(utcnow())},
-                        },
+                entries = [
+                    {
+                        "Id": str(index),
+                        "MessageBody": reset_counters(message["Body"]),
+                        "MessageAttributes": {"redriven_at": {"DataType": "String", "StringValue": iso(utcnow())}},
+                    }
+                    for index, message in enumerate(batch)
+                ]
+                sent = self.client.send_message_batch(QueueUrl=queue.source_url, Entries=entries)  # type: ignore[arg-type]
+                done = [batch[int(entry["Id"])] for entry in sent.get("Successful", [])]
+                # only what is safely back on its queue leaves the dead-letter queue; the rest
+                # becomes visible again after the visibility timeout
+                if done:
+                    self.client.delete_message_batch(
+                        QueueUrl=queue.url,
+                        Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)],
                     )
-                    self.client.delete_message(QueueUrl=queue.url, ReceiptHandle=message["ReceiptHandle"])
-                    moved[queue.name] += 1
+                moved[queue.name] += len(done)
         return moved
