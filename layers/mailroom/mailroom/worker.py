@@ -20,9 +20,10 @@ from mailroom.observability import MetricUnit, logger, metrics
 SAFETY_MARGIN_MS = 15_000
 
 
-# Transient failures (5xx, lost connections, configuration errors such as an unverified
-# sender) a mail may meet before its task goes to the dead-letter queue; with the backoff
-# below that is about 8 minutes of trying. Throttling never counts: it only slows down.
+# Retries after transient failures (5xx, connections that failed before the request went
+# out, configuration errors such as an unverified sender): the failure after the last of
+# them (the 9th in all) sends the task to the dead-letter queue; with the backoff below that
+# is about 8 minutes of trying. Throttling never counts: it only slows down.
 MAX_SEND_FAILURES = 8
 MAX_DELAY_SECONDS = 900  # SQS's limit for DelaySeconds
 
