@@ -177,25 +177,12 @@ class FaultInjector:
         return state
 
     def _before_call(self, model: Any, **_: Any) -> None:
-        with self._lock:
-            state = self._live(model)
-            if state is None:
-                return
-            if state.dead:
-                raise Crash(f"{state.function} is dead")
-            state.calls += 1
-            if state.crash_at == state.calls and not state.crash_after:
-                self._die(state, model.name, "before")
+        self._at_call(model, "before")
 
     def _after_call(self, model: Any, http_response: Any, **_: Any) -> None:
+        if not self._at_call(model, "after"):
+            return
         with self._lock:
-            state = self._live(model)
-            if state is None:
-                return
-            if state.dead:
-                raise Crash(f"{state.function} is dead")
-            if state.crash_at == state.calls and state.crash_after:
-                self._die(state, model.name, "after")
             if (
                 http_response is not None
                 and http_response.status_code < 300
@@ -204,6 +191,20 @@ class FaultInjector:
             ):
                 self.log.counts[f"lost answer:{model.service_model.endpoint_prefix}"] += 1
                 raise ReadTimeoutError(endpoint_url=f"injected lost answer of {model.name}")
+
+    def _at_call(self, model: Any, when: str) -> bool:
+        """Count the call (before it), kill the invocation where planned; False outside one."""
+        with self._lock:
+            state = self._live(model)
+            if state is None:
+                return False
+            if state.dead:
+                raise Crash(f"{state.function} is dead")
+            if when == "before":
+                state.calls += 1
+            if state.crash_at == state.calls and state.crash_after == (when == "after"):
+                self._die(state, model.name, when)
+            return True
 
     def _die(self, state: _Invocation, operation: str, when: str) -> None:
         state.dead = True
