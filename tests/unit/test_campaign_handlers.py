@@ -657,25 +657,28 @@ def test_a_worker_whose_budget_runs_out_mid_task_hands_the_rest_back(stack: Stac
     assert len(sent_mails()) == 3 and max(mails_per_address().values()) == 1
 
 
+def _claimed_by(stack: Stack, subscriber_id: str, email: str, claim: str, claimed_at: str) -> None:
+    """A record another attempt claimed (``sending``) and has not resolved."""
+    boto3.client("dynamodb", region_name=REGION).put_item(
+        TableName=stack.physical_name("ResultsTable"),
+        Item={
+            "pk": {"S": f"campaign#{SAMPLE_CAMPAIGN}"},
+            "sk": {"S": subscriber_id},
+            "status": {"S": "sending"},
+            "claim": {"S": claim},
+            "claimed_at": {"S": claimed_at},
+            "email": {"S": email},
+        },
+    )
+
+
 def test_a_claim_left_by_a_crashed_worker_is_resolved_uncertain_and_never_resent(
     stack: Stack, campaigns: Campaigns
 ) -> None:
     event = _sample_task_setup(stack)
     recipients = json.loads(event["Records"][0]["body"])["recipients"]
-    dynamodb = boto3.client("dynamodb", region_name=REGION)
-    # A worker claimed (and perhaps sent) Ada's mail 20 minutes ago and died before recording it
-    dynamodb.put_item(
-        TableName=stack.physical_name("ResultsTable"),
-        Item={
-            "pk": {"S": f"campaign#{SAMPLE_CAMPAIGN}"},
-            "sk": {"S": recipients[0]["id"]},
-            "status": {"S": "sending"},
-            "claim": {"S": "dead-worker"},
-            "claimed_at": {"S": "2026-11-28T09:40:00.000Z"},
-            "email": {"S": "ada@example.com"},
-            "attempts": {"N": "1"},
-        },
-    )
+    # A worker claimed (and perhaps sent) Ada's mail long ago and died before recording it
+    _claimed_by(stack, recipients[0]["id"], "ada@example.com", "dead-worker", "2026-11-28T09:40:00.000Z")
     app = campaigns.app("NewsletterWorkerFunction")
     assert app.lambda_handler(event, campaigns.context) == {"batchItemFailures": []}
     assert "ada@example.com" not in mails_per_address()
@@ -690,17 +693,7 @@ def test_a_skip_over_a_claim_left_by_a_crashed_worker_resolves_it_uncertain(
 ) -> None:
     event = _sample_task_setup(stack)
     recipients = json.loads(event["Records"][0]["body"])["recipients"]
-    boto3.client("dynamodb", region_name=REGION).put_item(
-        TableName=stack.physical_name("ResultsTable"),
-        Item={
-            "pk": {"S": f"campaign#{SAMPLE_CAMPAIGN}"},
-            "sk": {"S": recipients[0]["id"]},
-            "status": {"S": "sending"},
-            "claim": {"S": "dead-worker"},
-            "claimed_at": {"S": "2026-11-28T09:40:00.000Z"},
-            "email": {"S": "ada@example.com"},
-        },
-    )
+    _claimed_by(stack, recipients[0]["id"], "ada@example.com", "dead-worker", "2026-11-28T09:40:00.000Z")
     if cause == "unsubscribed":
         set_status(stack, "ada@example.com", "unsubscribed")
     else:
@@ -752,18 +745,7 @@ def test_a_fresh_claim_of_a_live_worker_is_looked_at_again_later(stack: Stack, c
     event = _sample_task_setup(stack)
     recipients = json.loads(event["Records"][0]["body"])["recipients"]
     app = campaigns.app("NewsletterWorkerFunction")
-    now = app.campaign_sender.now()
-    boto3.client("dynamodb", region_name=REGION).put_item(
-        TableName=stack.physical_name("ResultsTable"),
-        Item={
-            "pk": {"S": f"campaign#{SAMPLE_CAMPAIGN}"},
-            "sk": {"S": recipients[0]["id"]},
-            "status": {"S": "sending"},
-            "claim": {"S": "live-worker"},
-            "claimed_at": {"S": now},
-            "email": {"S": "ada@example.com"},
-        },
-    )
+    _claimed_by(stack, recipients[0]["id"], "ada@example.com", "live-worker", app.campaign_sender.now())
     handed: list[tuple[str, int]] = []
     with mock.patch.object(
         app.newsletter_queue, "send", side_effect=lambda body, **kw: handed.append((body, kw["delay_seconds"])) or "m"
