@@ -216,7 +216,7 @@ class FaultInjector:
     def _before_send(self, request: Any, **kwargs: Any) -> AWSResponse | None:
         event_name: str = kwargs.get("event_name", "")
         parts = event_name.split(".")
-        service = _SERVICE_OF.get(parts[1] if len(parts) > 1 else "", "")
+        service = parts[1] if len(parts) > 1 and parts[1] in SERVICES else ""
         operation = parts[2] if len(parts) > 2 else ""
         with self._lock:
             if self._current is None or not service:
@@ -243,8 +243,7 @@ class FaultInjector:
         return None
 
 
-# botocore's event names use the service id (e.g. "dynamodb", "sqs", "sesv2"); endpoint prefixes differ for SES.
-_SERVICE_OF = {"dynamodb": "dynamodb", "sqs": "sqs", "sesv2": "sesv2"}
+# botocore's event names use the service id (SERVICES); endpoint prefixes differ for SES.
 _PREFIXES = frozenset({"dynamodb", "sqs", "email"})
 _TRANSIENT = {
     "dynamodb": (500, "InternalServerError"),

@@ -69,7 +69,6 @@ class Chaos:
     travel: SqsTimeTravel
     env: dict[str, str] = field(default_factory=dict)
     invocations: Counter[str] = field(default_factory=Counter)
-    outcomes: Counter[str] = field(default_factory=Counter)
     _apps: dict[str, ModuleType] = field(default_factory=dict)
     _last_recovery: float = 0.0
 
@@ -112,10 +111,8 @@ class Chaos:
             try:
                 return "ok", app.lambda_handler(event, context)
             except Crash:
-                self.outcomes[f"{function} crashed"] += 1
                 return "crashed", None
             except Exception as exc:
-                self.outcomes[f"{function} error"] += 1
                 return "error", exc
 
     # -- clients --------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
 
 from mailroom.errors import PermanentSendError, RetryableSendError, UncertainSendError
 from mailroom.logic.ports import Ledger, MailSender
@@ -43,6 +44,22 @@ def claim_age(record: dict[str, object], now: datetime) -> float:
         return (now - datetime.fromisoformat(claimed_at.replace("Z", "+00:00"))).total_seconds()
     except ValueError:
         return float("inf")
+
+
+class ClaimedBy(Enum):
+    """Who holds a record this attempt could not claim."""
+
+    NOBODY = "nobody"  # resolved already (sent, failed, skipped, uncertain), or a stale claim without a token
+    LIVE = "live"  # claimed within STALE_CLAIM_SECONDS: maybe still being sent, look again later
+    GONE = "gone"  # claimed longer ago by an attempt that no longer lives: resolve it uncertain
+
+
+def claimed_by(record: dict[str, object] | None, now: datetime) -> ClaimedBy:
+    if not record or record.get("status") != DeliveryStatus.SENDING.value:
+        return ClaimedBy.NOBODY
+    if claim_age(record, now) < STALE_CLAIM_SECONDS:
+        return ClaimedBy.LIVE
+    return ClaimedBy.GONE if record.get("claim") else ClaimedBy.NOBODY
 
 
 def deliver_once(
@@ -141,13 +158,14 @@ def _claimed_elsewhere(
     clock: Callable[[], datetime],
     context: dict[str, str],
 ) -> Delivery:
-    if not record or record.get("status") != DeliveryStatus.SENDING.value:
+    holder = claimed_by(record, clock())
+    if holder is ClaimedBy.NOBODY:
         logger.info("already done, not sending again", extra=context)
         return Delivery(Outcome.DUPLICATE)
-    if claim_age(record, clock()) < STALE_CLAIM_SECONDS:
+    if holder is ClaimedBy.LIVE:
         return Delivery(Outcome.RETRY, error="claimed by another attempt", wait=True)
-    claim = str(record.get("claim") or "")
-    if claim and ledger.record_uncertain(run, subscriber_id, claim, STALE_CLAIM_ERROR, iso(clock())):
+    claim = str((record or {}).get("claim"))
+    if ledger.record_uncertain(run, subscriber_id, claim, STALE_CLAIM_ERROR, iso(clock())):
         logger.error("stale claim: recorded uncertain, not sending again", extra=context)
         return Delivery(Outcome.UNCERTAIN, error=STALE_CLAIM_ERROR)
     return Delivery(Outcome.DUPLICATE)

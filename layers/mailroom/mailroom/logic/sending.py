@@ -38,7 +38,7 @@ from enum import Enum
 
 from mailroom.content import CampaignContent, CampaignRenderer, ContentError
 from mailroom.errors import PermanentSendError, RetryableSendError, UncertainSendError
-from mailroom.logic.delivery import STALE_CLAIM_ERROR, STALE_CLAIM_SECONDS, Sender, claim_age
+from mailroom.logic.delivery import STALE_CLAIM_ERROR, ClaimedBy, Sender, claimed_by
 from mailroom.logic.ports import CampaignStore, MailSender, ResultStore, SubscriberPages
 from mailroom.mail import to_mime
 from mailroom.models import (
@@ -292,25 +292,22 @@ class CampaignSender:
     ) -> None:
         """A record another attempt got to first: done (a duplicate), in flight (look again
         later), or claimed by an attempt that is gone (``uncertain``: it may have been sent)."""
-        if record.get("status") != DeliveryStatus.SENDING.value:
+        holder = claimed_by(record, self.clock())
+        if holder is ClaimedBy.NOBODY:
             result.outcomes[Outcome.DUPLICATE] += 1  # resolved by an earlier delivery
-            return
-        claim = record.get("claim")
-        if claim_age(record, self.clock()) < STALE_CLAIM_SECONDS:
+        elif holder is ClaimedBy.LIVE:
             result.waiting.append(recipient)  # maybe still being sent by a live attempt: look again later
-        elif isinstance(claim, str):
+        else:
             resolutions.append(
                 Resolution(
                     recipient.id,
                     recipient.email,
                     DeliveryStatus.UNCERTAIN,
-                    claim=claim,
+                    claim=str(record.get("claim")),
                     claimed_at=str(record.get("claimed_at", "")),
                     error=STALE_CLAIM_ERROR,
                 )
             )
-        else:
-            result.outcomes[Outcome.DUPLICATE] += 1
 
     def _commit(self, campaign_id: str, resolutions: list[Resolution], result: TaskResult, depth: int = 0) -> None:
         """Commit the buffer (and empty it). A resolution without a claim (a skip, a content
