@@ -24,6 +24,7 @@ from mailroom.models import ScheduleInvocation, iso, utcnow
 from mailroom.observability import MetricUnit, logger, metrics, timed
 
 settings = DispatcherSettings.from_env(os.environ)
+clock = utcnow  # what "due" and "stalled" are judged by
 campaigns = CampaignRepository(settings.campaigns_table)
 fanout_queue = TaskQueue(settings.fanout_queue_url)
 metrics.set_default_dimensions(task_type="newsletter_dispatch")
@@ -36,7 +37,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     invocation = ScheduleInvocation.model_validate(event)
     # Due is judged at the time it runs: a retried firing an hour late also sends what
     # became due in that hour.
-    now = utcnow()
+    now = clock()
     logger.set_correlation_id(invocation.execution_id or context.aws_request_id)
     with timed():
         if invocation.schedule == RECOVERY:

@@ -87,3 +87,24 @@ def test_a_poisoned_campaign_dead_letters_with_the_reason_and_its_redrive_sends_
     assert final["status"] == "sent"
     assert assert_counters_match_records(chaos.stack, final) == {"sent": len(subscribed)}
     assert chaos.pending("NewsletterDeadLetterQueue") == 0
+
+
+def test_a_campaign_whose_start_died_before_its_fan_out_is_resumed_by_the_recovery_schedule(
+    chaos: Chaos,
+) -> None:
+    from tests.campaigns import api_event
+
+    subscribed = set(put_subscribers(chaos.stack, 30))
+    status, campaign = chaos.admin("POST", "/admin/campaigns", {"subject": SUBJECT, "content": "Hi {{ name }}"})
+    assert status == 201
+    # "send now": two GetItems (1, 2), the start transaction (3), the fan-out's SendMessageBatch (4):
+    # the function dies right after the campaign was started, before its fan-out was queued
+    outcome, _ = chaos.invoke(
+        "AdminFunction", api_event("POST", f"/admin/campaigns/{campaign['id']}/send"), crash_at=3, crash_after=True
+    )
+    assert outcome == "crashed"
+    assert chaos.admin("GET", f"/admin/campaigns/{campaign['id']}")[1]["status"] == "sending"
+    assert chaos.admin("POST", f"/admin/campaigns/{campaign['id']}/send")[0] == 409  # a retry cannot help
+    chaos.run()
+    assert newsletters(chaos) == dict.fromkeys(subscribed, 1)
+    assert chaos.admin("GET", f"/admin/campaigns/{campaign['id']}")[1]["status"] == "sent"

@@ -36,7 +36,7 @@ def _lose_fanout_steps(stack: Stack) -> None:
 
 def _dispatcher_at(campaigns: Campaigns, monkeypatch: pytest.MonkeyPatch, at: datetime) -> ModuleType:
     dispatcher = campaigns.app("NewsletterDispatcherFunction")
-    monkeypatch.setattr(dispatcher, "utcnow", lambda: at)
+    monkeypatch.setattr(dispatcher, "clock", lambda: at)
     return dispatcher
 
 
