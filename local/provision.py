@@ -16,6 +16,13 @@ is harmless.
   from a verified identity, and in AWS the identity then exists out of band (verified by
   hand, which is exactly why the condition is false). moto treats created identities as
   verified.
+* ``AWS::SES::ConfigurationSet`` -> SES v2 ``CreateConfigurationSet`` (its events are
+  emulated by the runtime, see :mod:`.ses_events`).
+* ``AWS::SecretsManager::Secret`` -> ``CreateSecret``: its ``SecretString``, or for
+  ``GenerateSecretString`` a fresh random value of ``PasswordLength`` letters and digits
+  (``secrets.token_urlsafe`` alphabet without punctuation), generated here on this machine
+  as Secrets Manager would in AWS. Ref resolves to the secret's name, which
+  ``GetSecretValue`` accepts as well as the ARN.
 """
 
 from __future__ import annotations
@@ -24,10 +31,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import secrets
+import string
+
 import boto3
 from botocore.exceptions import ClientError
 
-from .template import IDENTITY_TYPE, TABLE_TYPES
+from .template import CONFIGURATION_SET_TYPE, IDENTITY_TYPE, SECRET_TYPE, TABLE_TYPES
 
 if TYPE_CHECKING:
     from .template import Stack
@@ -52,6 +62,8 @@ class Provisioned:
     tables: dict[str, str] = field(default_factory=dict)
     queues: dict[str, QueueInfo] = field(default_factory=dict)
     identities: list[str] = field(default_factory=list)
+    configuration_sets: list[str] = field(default_factory=list)
+    secrets: dict[str, str] = field(default_factory=dict)
 
 
 def provision(
@@ -89,7 +101,38 @@ def provision(
             if error.response["Error"]["Code"] != "AlreadyExistsException":
                 raise
         result.identities.append(identity)
+    for logical_id in stack.of_type(CONFIGURATION_SET_TYPE):
+        name = str(stack.ref(logical_id))
+        try:
+            client("sesv2").create_configuration_set(ConfigurationSetName=name)
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "AlreadyExistsException":
+                raise
+        result.configuration_sets.append(name)
+    for logical_id in stack.of_type(SECRET_TYPE):
+        name = str(stack.ref(logical_id))
+        try:
+            client("secretsmanager").create_secret(Name=name, SecretString=secret_string(stack, logical_id))
+        except ClientError as error:
+            if error.response["Error"]["Code"] != "ResourceExistsException":
+                raise
+        result.secrets[logical_id] = name
     return result
+
+
+def secret_string(stack: Stack, logical_id: str) -> str:
+    """A secret's value: its ``SecretString``, or one generated as ``GenerateSecretString`` asks."""
+    properties: dict[str, Any] = stack.resolve(stack.resources[logical_id].get("Properties") or {})
+    if "SecretString" in properties:
+        return str(properties["SecretString"])
+    generate = properties.get("GenerateSecretString") or {}
+    length = int(generate.get("PasswordLength", 32))
+    alphabet = string.ascii_letters + string.digits
+    if not _bool(generate.get("ExcludePunctuation", False)):
+        alphabet += "!#$%&()*+,-.:;<=>?@[]^_{|}~"
+    excluded = str(generate.get("ExcludeCharacters", ""))
+    alphabet = "".join(c for c in alphabet if c not in excluded)
+    return "".join(secrets.choice(alphabet) for _ in range(length))
 
 
 def table_request(stack: Stack, logical_id: str) -> tuple[dict[str, Any], dict[str, Any]]:

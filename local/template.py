@@ -53,6 +53,8 @@ FUNCTION_TYPES = ("AWS::Serverless::Function",)
 QUEUE_TYPE = "AWS::SQS::Queue"
 TABLE_TYPES = ("AWS::DynamoDB::Table", "AWS::Serverless::SimpleTable")
 IDENTITY_TYPE = "AWS::SES::EmailIdentity"
+CONFIGURATION_SET_TYPE = "AWS::SES::ConfigurationSet"
+SECRET_TYPE = "AWS::SecretsManager::Secret"
 SCHEDULE_EVENT_TYPES = ("ScheduleV2", "Schedule")
 
 
@@ -324,6 +326,8 @@ class Stack:
             "AWS::Serverless::Function": "FunctionName",
             "AWS::Lambda::Function": "FunctionName",
             "AWS::Logs::LogGroup": "LogGroupName",
+            CONFIGURATION_SET_TYPE: "Name",
+            SECRET_TYPE: "Name",
         }.get(kind)
         properties = resource.get("Properties") or {}
         if name_property and name_property in properties:

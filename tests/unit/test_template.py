@@ -70,8 +70,15 @@ def test_overridden_schedule_parameters_reach_the_schedule() -> None:
 
 def test_the_api_has_the_registration_and_admin_routes(stack: Stack) -> None:
     routes = {(r.method.upper(), r.path): r.function for r in stack.routes}
-    assert routes.pop(("POST", "/subscriptions")) == "RegistrationFunction"
+    for public in [("POST", "/subscriptions"), ("GET", "/subscriptions/confirm"), ("GET", "/unsubscribe")]:
+        assert routes.pop(public) == "RegistrationFunction"
+    assert routes.pop(("POST", "/unsubscribe")) == "RegistrationFunction"
     assert set(routes) == {
+        ("GET", "/admin/subscribers"),
+        ("POST", "/admin/subscribers/import"),
+        ("GET", "/admin/subscribers/export"),
+        ("GET", "/admin/subscribers/{id}"),
+        ("DELETE", "/admin/subscribers/{id}"),
         ("POST", "/admin/campaigns"),
         ("GET", "/admin/campaigns"),
         ("POST", "/admin/campaigns/preview"),

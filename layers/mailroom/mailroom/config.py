@@ -23,15 +23,25 @@ class _Settings(BaseModel):
         return cls.model_validate(dict(environ))
 
 
-class RegistrationSettings(_Settings):
+class _LinkSettings(_Settings):
+    # the Secrets Manager secret (ARN or name) holding the key that signs links in mails
+    token_secret_arn: str = Field(alias="TOKEN_SECRET_ARN")
+    # a pending subscriber and its confirmation link expire after this many days
+    confirmation_days: int = Field(default=7, ge=1, le=30, alias="CONFIRMATION_DAYS")
+
+
+class RegistrationSettings(_LinkSettings):
     subscribers_table: str = Field(alias="SUBSCRIBERS_TABLE")
     welcome_queue_url: str = Field(alias="WELCOME_QUEUE_URL")
 
 
-class _SenderSettings(_Settings):
+class _SenderSettings(_LinkSettings):
     results_table: str = Field(alias="RESULTS_TABLE")
     sender_address: str = Field(alias="SENDER_ADDRESS")
     sender_name: str = Field(default="Mailroom", alias="SENDER_NAME")
+    # the SES configuration set every mail is sent with (its events feed SesEventsFunction)
+    configuration_set: str | None = Field(default=None, alias="CONFIGURATION_SET")
+    public_url: str = Field(alias="PUBLIC_URL")
 
 
 class WelcomeWorkerSettings(_SenderSettings):
@@ -45,7 +55,6 @@ class NewsletterWorkerSettings(_SenderSettings):
     subscribers_table: str = Field(alias="SUBSCRIBERS_TABLE")
     newsletter_queue_url: str = Field(alias="NEWSLETTER_QUEUE_URL")
     dead_letter_queue_url: str = Field(alias="DEAD_LETTER_QUEUE_URL")
-    public_url: str = Field(alias="PUBLIC_URL")
     # 0: the account's rate (SES GetAccount); > 0: never faster than this, in mails per second
     max_send_rate: float = Field(default=0.0, ge=0, alias="MAX_SEND_RATE")
     # how many invocations of this worker may run at once (the event source mapping's cap)
@@ -80,10 +89,15 @@ class FanoutSettingsEnv(_CampaignSettings):
 
 class AdminSettings(_StartingSettings, _SenderSettings):
     subscribers_table: str = Field(alias="SUBSCRIBERS_TABLE")
-    public_url: str = Field(alias="PUBLIC_URL")
     # dead-letter queues and the queues their messages are redriven to
     welcome_queue_url: str = Field(alias="WELCOME_QUEUE_URL")
     welcome_dead_letter_queue_url: str = Field(alias="WELCOME_DLQ_URL")
     newsletter_queue_url: str = Field(alias="NEWSLETTER_QUEUE_URL")
     newsletter_dead_letter_queue_url: str = Field(alias="NEWSLETTER_DLQ_URL")
     fanout_dead_letter_queue_url: str = Field(alias="FANOUT_DLQ_URL")
+
+
+class SesEventsSettings(_Settings):
+    subscribers_table: str = Field(alias="SUBSCRIBERS_TABLE")
+    results_table: str = Field(alias="RESULTS_TABLE")
+    campaigns_table: str = Field(alias="CAMPAIGNS_TABLE")

@@ -61,11 +61,16 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+MAX_CONSENT_LENGTH = 500
+
+
 class Registration(Strict):
-    """The body of POST /subscriptions."""
+    """The body of POST /subscriptions. ``consent`` is the text the person agreed to, kept
+    with the subscriber as a record of the opt-in."""
 
     email: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3)]
     name: Name | None = None
+    consent: Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_CONSENT_LENGTH)] | None = None
 
     @field_validator("email")
     @classmethod
@@ -79,21 +84,66 @@ class Registration(Strict):
 
 
 class SubscriberStatus(StrEnum):
-    SUBSCRIBED = "subscribed"
-    UNSUBSCRIBED = "unsubscribed"
+    PENDING = "pending"  # registered, not confirmed yet (double opt-in); expires (TTL)
+    SUBSCRIBED = "subscribed"  # confirmed: receives newsletters
+    UNSUBSCRIBED = "unsubscribed"  # asked to receive nothing more
+    SUPPRESSED = "suppressed"  # a hard bounce or a complaint: never mailed again
+
+
+class SubscriberSource(StrEnum):
+    SIGNUP = "signup"
+    IMPORT = "import"
 
 
 class Subscriber(BaseModel):
-    """A subscriber as stored in the subscribers table (key: the normalized email)."""
+    """A subscriber as stored in the subscribers table (key: the normalized email).
 
-    model_config = ConfigDict(frozen=True)
+    Only ``subscribed`` subscribers receive newsletters. A pending one carries ``expires_at``
+    (epoch seconds, the table's TTL attribute): unconfirmed, it disappears. ``confirmations``
+    counts the confirmation mails requested (each is a ledger record of its own) and
+    ``confirmation_sent_at`` says when the last was, so that a repeated registration re-sends
+    it at most once per ``CONFIRMATION_RESEND_SECONDS``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     id: str
     email: str
     name: str | None = None
     status: SubscriberStatus = SubscriberStatus.SUBSCRIBED
     created_at: str
+    source: SubscriberSource = SubscriberSource.SIGNUP
+    consent: str | None = None
     welcome_queued: bool = False
+    confirmations: int = 0
+    confirmation_sent_at: str | None = None
+    confirmed_at: str | None = None
+    unsubscribed_at: str | None = None
+    suppressed_at: str | None = None
+    suppressed_reason: str | None = None
+    soft_bounces: int = 0
+    expires_at: int | None = None
+
+    def public(self) -> dict[str, object]:
+        """The admin API's view of a subscriber."""
+        return self.model_dump(mode="json", exclude={"welcome_queued", "expires_at"})
+
+
+class ConfirmationTask(Strict):
+    """One confirmation mail (double opt-in) to send; a welcome queue message.
+
+    ``seq`` is the subscriber's ``confirmations`` count when it was requested: each request
+    is its own ledger record (``confirmation``, ``<subscriber id>#<seq>``), sent at most once.
+    """
+
+    kind: Literal["confirmation"] = "confirmation"
+    subscriber_id: str
+    email: str
+    seq: int = Field(ge=1)
+    correlation_id: str | None = None
+    attempt: int = Field(default=0, ge=0)
+    failures: int = Field(default=0, ge=0)
+    held: str | None = None
 
 
 class WelcomeTask(Strict):
@@ -109,6 +159,9 @@ class WelcomeTask(Strict):
     failures: int = Field(default=0, ge=0)
     held: str | None = None
 
+
+# What the welcome queue carries: welcome mails and confirmation mails.
+WelcomeQueueTask = Annotated[WelcomeTask | ConfirmationTask, Field(discriminator="kind")]
 
 DeadLetterQueueName = Literal["welcome", "newsletter", "fanout"]
 
@@ -338,6 +391,10 @@ class Campaign(BaseModel):
     skipped: int = 0
     uncertain: int = 0
     resolved: int = 0
+    # SES feedback (SesEventsFunction): each recipient's first event of each kind
+    delivered: int = 0
+    bounced: int = 0
+    complained: int = 0
 
     @property
     def queued(self) -> int:
@@ -371,6 +428,7 @@ class Campaign(BaseModel):
                 "skipped": self.skipped,
                 "uncertain": self.uncertain,
             },
+            "feedback": {"delivered": self.delivered, "bounced": self.bounced, "complained": self.complained},
         }
 
 
