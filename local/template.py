@@ -54,7 +54,7 @@ QUEUE_TYPE = "AWS::SQS::Queue"
 TABLE_TYPES = ("AWS::DynamoDB::Table", "AWS::Serverless::SimpleTable")
 IDENTITY_TYPE = "AWS::SES::EmailIdentity"
 CONFIGURATION_SET_TYPE = "AWS::SES::ConfigurationSet"
-SECRET_TYPE = "AWS::SecretsManager::Secret"
+SECRET_TYPE = "AWS::SecretsManager::Secret"  # noqa: S105 - a resource type, not a password
 SCHEDULE_EVENT_TYPES = ("ScheduleV2", "Schedule")
 
 

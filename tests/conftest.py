@@ -83,6 +83,7 @@ FUNCTION_DIRS = {
     "NewsletterWorkerFunction": "newsletter_worker",
     "FanoutFunction": "fanout",
     "AdminFunction": "admin",
+    "SesEventsFunction": "ses_events",
 }
 
 

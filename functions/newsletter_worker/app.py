@@ -27,10 +27,12 @@ from pydantic import ValidationError
 from mailroom.adapters.campaigns import CampaignRepository
 from mailroom.adapters.dynamodb import SubscriberRepository
 from mailroom.adapters.results import CampaignResults
+from mailroom.adapters.secrets import LinkKeys
 from mailroom.adapters.ses import Mailer
 from mailroom.adapters.sqs import TaskQueue
 from mailroom.config import NewsletterWorkerSettings
 from mailroom.errors import TaskRetry
+from mailroom.links import Links
 from mailroom.logic.delivery import Sender
 from mailroom.logic.sending import CampaignSender, TaskResult, follow_ups
 from mailroom.models import CampaignTask
@@ -47,9 +49,9 @@ campaign_sender = CampaignSender(
     results=CampaignResults(settings.results_table, settings.campaigns_table),
     campaigns=CampaignRepository(settings.campaigns_table),
     subscribers=SubscriberRepository(settings.subscribers_table),
-    mailer=Mailer(),
+    mailer=Mailer(configuration_set=settings.configuration_set),
     sender=Sender(settings.sender_address, settings.sender_name),
-    public_url=settings.public_url,
+    links=Links(settings.public_url, LinkKeys(settings.token_secret_arn).tokens),
     pacer=pacer,
     executor=ThreadPoolExecutor(max_workers=settings.send_threads, thread_name_prefix="send"),
 )

@@ -1,4 +1,4 @@
-"""Welcome worker: SQS batch -> render and send each welcome mail at most once.
+"""Welcome worker: SQS batch -> render and send each confirmation or welcome mail at most once.
 
 A mail that was throttled, failed transiently or is claimed by another attempt goes back
 on the queue as a new, delayed message (``worker.plan_retry``); after ``MAX_SEND_FAILURES``
@@ -17,24 +17,28 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from mailroom.adapters.dynamodb import ResultLedger, SubscriberRepository
+from mailroom.adapters.secrets import LinkKeys
 from mailroom.adapters.ses import Mailer
 from mailroom.adapters.sqs import TaskQueue
 from mailroom.config import WelcomeWorkerSettings
 from mailroom.errors import TaskRetry
+from mailroom.links import Links
 from mailroom.logic.delivery import Sender
-from mailroom.logic.welcome import send_welcome
-from mailroom.models import Outcome, WelcomeTask, utcnow
+from mailroom.logic.welcome import send_confirmation, send_welcome
+from mailroom.models import ConfirmationTask, Outcome, WelcomeQueueTask, utcnow
 from mailroom.observability import logger, metrics, timed
 from mailroom.worker import Budget, DeadLetters, count_outcomes, plan_retry
 
 settings = WelcomeWorkerSettings.from_env(os.environ)
 subscribers = SubscriberRepository(settings.subscribers_table)
 ledger = ResultLedger(settings.results_table)
-mailer = Mailer()
+mailer = Mailer(configuration_set=settings.configuration_set)
 sender = Sender(settings.sender_address, settings.sender_name)
+links = Links(settings.public_url, LinkKeys(settings.token_secret_arn).tokens, settings.confirmation_days * 86400)
+tasks: TypeAdapter[WelcomeQueueTask] = TypeAdapter(WelcomeQueueTask)
 welcome_queue = TaskQueue(settings.welcome_queue_url)
 clock = utcnow  # what the age of another attempt's claim is judged by
 dead_letters = DeadLetters(TaskQueue(settings.dead_letter_queue_url), source="welcome")
@@ -47,14 +51,17 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
     if Budget.of(lambda_context).expired():
         raise TaskRetry("the worker's time budget ran out before this record")
     try:
-        task = WelcomeTask.model_validate_json(record.body)
+        task = tasks.validate_json(record.body)
     except ValidationError as exc:
         # Retrying cannot fix a malformed task: straight to the dead-letter queue, with the reason.
-        dead_letters.send(record.body, f"invalid welcome task: {exc.errors(include_url=False)[:3]}")
+        dead_letters.send(record.body, f"invalid welcome queue task: {exc.errors(include_url=False)[:3]}")
         return "dead-lettered"
     logger.set_correlation_id(task.correlation_id or record.message_id)
     with timed():
-        delivery = send_welcome(task, subscribers, ledger, mailer, sender, clock=clock)
+        if isinstance(task, ConfirmationTask):
+            delivery = send_confirmation(task, subscribers, ledger, mailer, sender, links, clock=clock)
+        else:
+            delivery = send_welcome(task, subscribers, ledger, mailer, sender, links, clock=clock)
     count_outcomes({delivery.outcome: 1}, int(delivery.throttled))
     if delivery.outcome is not Outcome.RETRY:
         return delivery.outcome.value

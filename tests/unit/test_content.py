@@ -2,29 +2,49 @@
 
 from __future__ import annotations
 
+import email
+from email import policy
+from urllib.parse import urlsplit
+
 import pytest
 
 from mailroom.content import SAMPLE, CampaignContent, CampaignRenderer, ContentError, html_to_text, validate
+from mailroom.links import UNSUBSCRIBE, Links
 from mailroom.mail import to_mime
 from mailroom.models import Recipient
+from mailroom.tokens import Tokens
+
+TOKENS = Tokens([b"k" * 32])
+LINKS = Links("https://news.example.com/", lambda: TOKENS)
+UNSUBSCRIBE_URL = f"https://news.example.com/unsubscribe?token={TOKENS.sign(UNSUBSCRIBE, SAMPLE.id)}"
 
 
 def render(content: str, subject: str = "Hi {{ name }}", fmt: str = "markdown", recipient: Recipient = SAMPLE):
-    return CampaignRenderer(CampaignContent(subject, content, fmt), "Mailroom", "https://news.example.com/").render(
-        recipient
-    )
+    return CampaignRenderer(CampaignContent(subject, content, fmt), "Mailroom", LINKS).render(recipient)
 
 
 def test_markdown_becomes_html_and_keeps_links_to_per_recipient_fields() -> None:
     mail = render("# Title\n\nHello **{{ name }}**, [leave]({{ unsubscribe_url }}).\n\n| a | b |\n|---|---|\n| 1 | 2 |")
     assert "<h1>Title</h1>" in mail.html
     assert "<strong>Ada Lovelace</strong>" in mail.html
-    assert f'<a href="https://news.example.com/unsubscribe?subscriber={SAMPLE.id}">leave</a>' in mail.html
+    assert f'<a href="{UNSUBSCRIBE_URL}">leave</a>' in mail.html
     assert "<table>" in mail.html
     assert mail.subject == "Hi Ada Lovelace"
     # the text part is the Markdown source with the fields filled in, and the footer's link
     assert "Hello **Ada Lovelace**" in mail.text
-    assert mail.text.count(f"unsubscribe?subscriber={SAMPLE.id}") == 2
+    assert mail.text.count(UNSUBSCRIBE_URL) == 2
+    assert TOKENS.verify(UNSUBSCRIBE, UNSUBSCRIBE_URL.partition("token=")[2]).subscriber_id == SAMPLE.id
+
+
+def test_every_campaign_mail_has_rfc_8058_one_click_unsubscribe_headers_with_an_https_url() -> None:
+    raw = to_mime(render("Hello {{ name }}"), "news@example.com", "News")
+    parsed = email.message_from_bytes(raw, policy=policy.default)
+    assert parsed["List-Unsubscribe"] == f"<{UNSUBSCRIBE_URL}>"
+    assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    url = str(parsed["List-Unsubscribe"]).strip("<>")
+    assert urlsplit(url).scheme == "https" and urlsplit(url).path == "/unsubscribe"
+    # the link in the body is the same link
+    assert url in parsed.get_body(preferencelist=("plain",)).get_content()
 
 
 def test_raw_html_in_markdown_is_shown_not_run() -> None:

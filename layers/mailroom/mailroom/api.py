@@ -48,6 +48,21 @@ def header(headers: Mapping[str, str] | None, name: str) -> str | None:
     return None
 
 
+def raw_body(event: Mapping[str, Any], max_bytes: int | None = None) -> bytes:
+    """The request body as bytes (base64 decoded if API Gateway encoded it); ApiError 400 if
+    the encoding is broken, 413 if it is longer than ``max_bytes``."""
+    raw = _raw_body(event)
+    if max_bytes is not None and len(raw) > max_bytes:
+        raise ApiError(413, "body_too_large", f"The body is {len(raw)} bytes; at most {max_bytes} are accepted.")
+    return raw
+
+
+def wants_json(headers: Mapping[str, str] | None) -> bool:
+    """Whether the client asked for JSON rather than a page (a browser asks for text/html)."""
+    accept = (header(headers, "accept") or "").lower()
+    return "application/json" in accept and "text/html" not in accept
+
+
 def _raw_body(event: Mapping[str, Any]) -> bytes:
     body = event.get("body") or ""
     if event.get("isBase64Encoded"):

@@ -33,6 +33,7 @@ class _LinkSettings(_Settings):
 class RegistrationSettings(_LinkSettings):
     subscribers_table: str = Field(alias="SUBSCRIBERS_TABLE")
     welcome_queue_url: str = Field(alias="WELCOME_QUEUE_URL")
+    sender_name: str = Field(default="Mailroom", alias="SENDER_NAME")  # shown on the link pages
 
 
 class _SenderSettings(_LinkSettings):

@@ -25,6 +25,7 @@ from markdown_it import MarkdownIt
 from markupsafe import Markup
 from pydantic import ValidationError
 
+from mailroom.links import Links, fixed_links
 from mailroom.mail import environment
 from mailroom.models import Mail, Recipient
 
@@ -136,9 +137,9 @@ class CampaignContent:
 class CampaignRenderer:
     """Compiles one campaign's subject and content once; renders a Mail per recipient."""
 
-    def __init__(self, content: CampaignContent, sender_name: str, public_url: str) -> None:
+    def __init__(self, content: CampaignContent, sender_name: str, links: Links) -> None:
         self.sender_name = sender_name
-        self.public_url = public_url.rstrip("/")
+        self.links = links
         self._subject = _compile("subject", content.subject, autoescape=False)
         if content.format == "markdown":
             inert, tags = _set_aside(content.content)
@@ -155,12 +156,13 @@ class CampaignRenderer:
         return {
             "name": recipient.name or "",
             "email": recipient.email,
-            "unsubscribe_url": unsubscribe_url(self.public_url, recipient.id),
+            "unsubscribe_url": self.links.unsubscribe_url(recipient.id),
             "sender_name": self.sender_name,
         }
 
     def render(self, recipient: Recipient, tags: dict[str, str] | None = None) -> Mail:
-        """The mail for one recipient. Raises ContentError if the content cannot render for them."""
+        """The mail for one recipient, with its RFC 8058 one-click unsubscribe headers.
+        Raises ContentError if the content cannot render for them."""
         fields = self.fields(recipient)
         try:
             subject = " ".join(self._subject.render(fields).split())
@@ -179,17 +181,13 @@ class CampaignRenderer:
                 subject=subject,
                 html=layout.get_template("campaign.html.j2").render(context),
                 text=layout.get_template("campaign.txt.j2").render({**fields, "body": body_text}),
+                headers=self.links.unsubscribe_headers(fields["unsubscribe_url"]),
                 tags=tags or {},
             )
         except ValidationError as exc:
             raise ContentError("subject", exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
 
 
-def unsubscribe_url(public_url: str, subscriber_id: str) -> str:
-    """The link that unsubscribes one recipient (the subscriber's random id identifies them)."""
-    return f"{public_url.rstrip('/')}/unsubscribe?subscriber={subscriber_id}"
-
-
-def validate(content: CampaignContent, sender_name: str = "Mailroom", public_url: str = "https://example.com") -> None:
+def validate(content: CampaignContent, sender_name: str = "Mailroom") -> None:
     """Raise ContentError if the campaign cannot be compiled or rendered for a sample recipient."""
-    CampaignRenderer(content, sender_name, public_url).render(SAMPLE)
+    CampaignRenderer(content, sender_name, fixed_links()).render(SAMPLE)

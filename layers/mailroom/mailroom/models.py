@@ -100,9 +100,10 @@ class Subscriber(BaseModel):
 
     Only ``subscribed`` subscribers receive newsletters. A pending one carries ``expires_at``
     (epoch seconds, the table's TTL attribute): unconfirmed, it disappears. ``confirmations``
-    counts the confirmation mails requested (each is a ledger record of its own) and
-    ``confirmation_sent_at`` says when the last was, so that a repeated registration re-sends
-    it at most once per ``CONFIRMATION_RESEND_SECONDS``.
+    counts the confirmation mails requested (each is a ledger record of its own),
+    ``confirmations_queued`` how many of them reached the queue, and ``confirmation_sent_at``
+    when the last was requested: a repeated registration re-sends it at most once per
+    ``CONFIRMATION_RESEND_SECONDS`` - unless the last request never reached the queue.
     """
 
     model_config = ConfigDict(frozen=True, extra="ignore")
@@ -116,6 +117,7 @@ class Subscriber(BaseModel):
     consent: str | None = None
     welcome_queued: bool = False
     confirmations: int = 0
+    confirmations_queued: int = 0
     confirmation_sent_at: str | None = None
     confirmed_at: str | None = None
     unsubscribed_at: str | None = None
@@ -126,7 +128,7 @@ class Subscriber(BaseModel):
 
     def public(self) -> dict[str, object]:
         """The admin API's view of a subscriber."""
-        return self.model_dump(mode="json", exclude={"welcome_queued", "expires_at"})
+        return self.model_dump(mode="json", exclude={"welcome_queued", "expires_at", "confirmations_queued"})
 
 
 class ConfirmationTask(Strict):

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 # A write whose answer was lost (read timeout, closed connection) is sent again this often;
 # every such write is conditioned so that repeating it is harmless.
 AMBIGUOUS_ATTEMPTS = 4
+BY_ID_INDEX = "ById"
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -56,6 +57,124 @@ class SubscriberRepository:
         response = self.client.get_item(TableName=self.table_name, Key=to_item({"email": email}), ConsistentRead=True)
         item = response.get("Item")
         return Subscriber.model_validate(from_item(item)) if item else None
+
+    def find_by_id(self, subscriber_id: str) -> Subscriber | None:
+        """The subscriber with this id (links carry the id, not the address): the ById index
+        (keys only) names the address, a consistent read returns the subscriber."""
+        response = self.client.query(
+            TableName=self.table_name,
+            IndexName=BY_ID_INDEX,
+            KeyConditionExpression="id = :id",
+            ExpressionAttributeValues=to_item({":id": subscriber_id}),
+            Limit=2,
+        )
+        for item in response.get("Items", []):
+            subscriber = self.get(str(from_item(item)["email"]))
+            if subscriber is not None and subscriber.id == subscriber_id:
+                return subscriber
+        return None
+
+    def _transition(self, email: str, subscriber_id: str, condition: str, update: str, values: dict[str, Any]) -> bool:
+        """A conditional update of the subscriber with this id; False if the condition failed
+        (another state, or the address now belongs to another subscriber, or none)."""
+        names = {"ExpressionAttributeNames": {"#status": "status"}} if "#status" in condition + update else {}
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=to_item({"email": email}),
+                UpdateExpression=update,
+                ConditionExpression=f"id = :id AND ({condition})",
+                ExpressionAttributeValues=to_item({":id": subscriber_id, **values}),
+                **names,  # type: ignore[arg-type]
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def request_confirmation(
+        self, email: str, subscriber_id: str, now: str, resend_after: str, expires_at: int
+    ) -> int | None:
+        """Count one more confirmation mail for a pending subscriber and return its number,
+        or None if one was requested after ``resend_after`` and reached the queue (the
+        resend limit). Extends the pending subscriber's life to ``expires_at``."""
+        try:
+            response = self.client.update_item(
+                TableName=self.table_name,
+                Key=to_item({"email": email}),
+                UpdateExpression="SET confirmation_sent_at = :now, expires_at = :expires ADD confirmations :one",
+                ConditionExpression=(
+                    "id = :id AND #status = :pending AND (attribute_not_exists(confirmation_sent_at)"
+                    " OR confirmation_sent_at <= :after OR confirmations_queued < confirmations)"
+                ),
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=to_item(
+                    {
+                        ":id": subscriber_id,
+                        ":pending": SubscriberStatus.PENDING.value,
+                        ":now": now,
+                        ":after": resend_after,
+                        ":expires": expires_at,
+                        ":one": 1,
+                    }
+                ),
+                ReturnValues="UPDATED_NEW",
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return None
+        return int(from_item(response["Attributes"])["confirmations"])
+
+    def mark_confirmation_queued(self, email: str, subscriber_id: str, seq: int) -> None:
+        self._transition(
+            email,
+            subscriber_id,
+            "attribute_not_exists(confirmations_queued) OR confirmations_queued < :seq",
+            "SET confirmations_queued = :seq",
+            {":seq": seq},
+        )
+
+    def resubscribe(self, email: str, subscriber_id: str, expires_at: int) -> bool:
+        """An unsubscribed subscriber who registers again is pending again (double opt-in anew)."""
+        return self._transition(
+            email,
+            subscriber_id,
+            "#status = :unsubscribed",
+            "SET #status = :pending, expires_at = :expires",
+            {
+                ":unsubscribed": SubscriberStatus.UNSUBSCRIBED.value,
+                ":pending": SubscriberStatus.PENDING.value,
+                ":expires": expires_at,
+            },
+        )
+
+    def confirm(self, email: str, subscriber_id: str, now: str) -> bool:
+        """Pending -> subscribed (and no longer expiring); False if it was not pending."""
+        return self._transition(
+            email,
+            subscriber_id,
+            "#status = :pending",
+            "SET #status = :subscribed, confirmed_at = :now REMOVE expires_at",
+            {
+                ":pending": SubscriberStatus.PENDING.value,
+                ":subscribed": SubscriberStatus.SUBSCRIBED.value,
+                ":now": now,
+            },
+        )
+
+    def unsubscribe(self, email: str, subscriber_id: str, now: str) -> bool:
+        """Subscribed or pending -> unsubscribed, kept (without expiry) so that nothing is sent
+        again; False if it was neither (already unsubscribed, or suppressed)."""
+        return self._transition(
+            email,
+            subscriber_id,
+            "#status IN (:subscribed, :pending)",
+            "SET #status = :unsubscribed, unsubscribed_at = :now REMOVE expires_at",
+            {
+                ":subscribed": SubscriberStatus.SUBSCRIBED.value,
+                ":pending": SubscriberStatus.PENDING.value,
+                ":unsubscribed": SubscriberStatus.UNSUBSCRIBED.value,
+                ":now": now,
+            },
+        )
 
     def mark_welcome_queued(self, email: str, subscriber_id: str) -> None:
         # Erased or replaced meanwhile (the condition fails): nothing to mark.

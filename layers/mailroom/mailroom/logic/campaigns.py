@@ -20,6 +20,7 @@ from typing import Any
 
 from mailroom.content import SAMPLE, CampaignContent, CampaignRenderer, validate
 from mailroom.errors import Conflict, NotFound
+from mailroom.links import Links
 from mailroom.logic.delivery import Sender
 from mailroom.logic.fanout import resume_stalled, start_campaign
 from mailroom.logic.ports import CampaignStore, MailSender, Queue, Subscribers
@@ -53,7 +54,7 @@ class CampaignAdmin:
     subscribers: Subscribers
     mailer: MailSender
     sender: Sender
-    public_url: str
+    links: Links
     segments: int
     clock: Callable[[], datetime] = utcnow
 
@@ -64,7 +65,7 @@ class CampaignAdmin:
         return campaign
 
     def create(self, request: CampaignCreate) -> Campaign:
-        validate(content_of(request), self.sender.name, self.public_url)
+        validate(content_of(request), self.sender.name)
         now = iso(self.clock())
         campaign = Campaign(
             id=uuid.uuid4().hex,
@@ -95,7 +96,7 @@ class CampaignAdmin:
         if request.send_at is not None:
             changes["send_at"] = iso(request.send_at)
         merged = campaign.model_copy(update={k: v for k, v in changes.items() if k != "send_at"})
-        validate(content_of(Campaign.model_validate(merged.model_dump())), self.sender.name, self.public_url)
+        validate(content_of(Campaign.model_validate(merged.model_dump())), self.sender.name)
         unschedule = "send_at" in request.model_fields_set and request.send_at is None
         updated: Campaign | None = self.campaigns.update_content(campaign_id, changes, unschedule, iso(self.clock()))
         if updated is None:
@@ -135,14 +136,14 @@ class CampaignAdmin:
 
     def preview(self, content: CampaignContent, request: PreviewRequest) -> dict[str, str]:
         recipient = self._recipient(request.email, request.name)
-        mail = CampaignRenderer(content, self.sender.name, self.public_url).render(recipient)
+        mail = CampaignRenderer(content, self.sender.name, self.links).render(recipient)
         return {"to": mail.to, "subject": mail.subject, "html": mail.html, "text": mail.text}
 
     def test_send(self, campaign_id: str, request: TestSendRequest) -> dict[str, str]:
         """Send one copy now, subject marked [Test]; not a campaign mail (no record, no counters)."""
         campaign = self._get(campaign_id)
         recipient = self._recipient(request.email, request.name)
-        mail = CampaignRenderer(content_of(campaign), self.sender.name, self.public_url).render(
+        mail = CampaignRenderer(content_of(campaign), self.sender.name, self.links).render(
             recipient, {"kind": "test", "campaign": campaign.id}
         )
         mail = mail.model_copy(update={"subject": f"[Test] {mail.subject}"[:998]})

@@ -1,64 +1,154 @@
-"""Registration: store the subscriber once, queue the welcome mail once."""
+"""The subscriber lifecycle: register (double opt-in), confirm, unsubscribe.
+
+- ``register``: a new address is stored *pending* (it expires unless confirmed) and a
+  confirmation mail is queued; a pending address gets the confirmation again, at most once
+  per ``CONFIRMATION_RESEND_SECONDS``; an unsubscribed one becomes pending again (a new
+  opt-in); a subscribed or suppressed one gets nothing. The caller answers the same in
+  every case, so the API does not reveal who is subscribed.
+- ``confirm``: pending -> subscribed, then the welcome mail is queued (once: the welcome
+  ledger makes a repeated queueing harmless). A repeated confirmation changes nothing.
+- ``unsubscribe``: subscribed or pending -> unsubscribed, at once; repeating it is harmless.
+  Workers re-read each recipient before sending, so it holds for campaigns in flight.
+"""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
 
-from mailroom.logic.ports import Queue, Subscribers
-from mailroom.models import Registration, Subscriber, WelcomeTask, iso, utcnow
+from mailroom.logic.ports import Queue, SubscriberLifecycle
+from mailroom.models import (
+    ConfirmationTask,
+    Registration,
+    Subscriber,
+    SubscriberStatus,
+    WelcomeTask,
+    iso,
+    utcnow,
+)
 from mailroom.observability import logger
 
-
-@dataclass(frozen=True)
-class Registered:
-    subscriber_id: str
-    status: str
-    created: bool
+# A repeated registration of a pending address re-sends the confirmation at most this often.
+CONFIRMATION_RESEND_SECONDS = 300
 
 
 class RegistrationConflict(Exception):
     """The address changed hands while we registered it; the caller may simply retry."""
 
 
-def register(
-    request: Registration,
-    subscribers: Subscribers,
-    welcome_queue: Queue,
-    correlation_id: str | None = None,
-    new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
-    clock: Callable[[], str] = lambda: iso(utcnow()),
-) -> Registered:
-    """Store the subscriber (if new) and put its welcome task on the queue.
+class Registered(StrEnum):
+    """What a registration did (for logs and metrics only; the API answers the same)."""
 
-    - A new address: a subscriber is written (conditional put), then the welcome task is
-      queued, then the subscriber is marked ``welcome_queued``. If the queue refuses the
-      task, the new subscriber is deleted again and the error raised: nothing half-written.
-    - A known address: no second subscriber. The welcome task is queued again only if the
-      first registration never got as far as marking it queued (a crash in between); the
-      welcome worker's ledger makes sure that at most one welcome mail goes out.
-    """
-    candidate = Subscriber(id=new_id(), email=request.email, name=request.name, created_at=clock())
-    created = subscribers.create(candidate)
-    subscriber = candidate if created else subscribers.get(request.email)
-    if subscriber is None:
-        raise RegistrationConflict("the address was erased while it registered")
-    if subscriber.welcome_queued:
-        return Registered(subscriber.id, subscriber.status.value, created=False)
+    NEW = "new"  # stored pending, confirmation queued
+    RESENT = "resent"  # pending or unsubscribed: the confirmation queued again
+    LIMITED = "limited"  # pending, a confirmation was sent moments ago: nothing sent
+    KNOWN = "known"  # subscribed or suppressed: nothing sent
 
-    task = WelcomeTask(subscriber_id=subscriber.id, email=subscriber.email, correlation_id=correlation_id)
-    try:
-        welcome_queue.send(task.model_dump_json(exclude_none=True))
-    except Exception:
-        if created:
-            subscribers.delete(subscriber.email, subscriber.id)
-        raise
-    try:
-        subscribers.mark_welcome_queued(subscriber.email, subscriber.id)
-    except Exception:
-        # The task is queued, so the registration has succeeded. Unmarked, a repeated
-        # registration queues the task again, and the welcome ledger sends one mail.
-        logger.exception("welcome task queued but not marked", extra={"subscriber_id": subscriber.id})
-    logger.info("welcome task queued", extra={"subscriber_id": subscriber.id, "new_subscriber": created})
-    return Registered(subscriber.id, subscriber.status.value, created=created)
+
+@dataclass(frozen=True)
+class Lifecycle:
+    subscribers: SubscriberLifecycle
+    welcome_queue: Queue  # welcome and confirmation mails
+    confirmation_days: int = 7
+    clock: Callable[[], datetime] = utcnow
+    new_id: Callable[[], str] = lambda: str(uuid.uuid4())
+
+    def _expires_at(self, now: datetime) -> int:
+        return int((now + timedelta(days=self.confirmation_days)).timestamp())
+
+    # -- registration ---------------------------------------------------------------------
+    def register(self, request: Registration, correlation_id: str | None = None) -> Registered:
+        now = self.clock()
+        candidate = Subscriber(
+            id=self.new_id(),
+            email=request.email,
+            name=request.name,
+            consent=request.consent,
+            status=SubscriberStatus.PENDING,
+            created_at=iso(now),
+            confirmations=1,
+            confirmation_sent_at=iso(now),
+            expires_at=self._expires_at(now),
+        )
+        if self.subscribers.create(candidate):
+            try:
+                self._queue_confirmation(candidate, 1, correlation_id)
+            except Exception:
+                self.subscribers.delete(candidate.email, candidate.id)  # nothing half-written
+                raise
+            return Registered.NEW
+        existing = self.subscribers.get(request.email)
+        if existing is None:
+            raise RegistrationConflict("the address was erased or expired while it registered")
+        if existing.status in (SubscriberStatus.SUBSCRIBED, SubscriberStatus.SUPPRESSED):
+            return Registered.KNOWN
+        if existing.status is SubscriberStatus.UNSUBSCRIBED and not self.subscribers.resubscribe(
+            existing.email, existing.id, self._expires_at(now)
+        ):
+            raise RegistrationConflict("the subscriber changed while it registered again")
+        seq = self.subscribers.request_confirmation(
+            existing.email,
+            existing.id,
+            now=iso(now),
+            resend_after=iso(now - timedelta(seconds=CONFIRMATION_RESEND_SECONDS)),
+            expires_at=self._expires_at(now),
+        )
+        if seq is None:
+            return Registered.LIMITED
+        # If queueing fails, the count stays ahead of the queued count: the next attempt
+        # may request it again at once (the resend limit only counts what was queued).
+        self._queue_confirmation(existing, seq, correlation_id)
+        return Registered.RESENT
+
+    def _queue_confirmation(self, subscriber: Subscriber, seq: int, correlation_id: str | None) -> None:
+        task = ConfirmationTask(
+            subscriber_id=subscriber.id, email=subscriber.email, seq=seq, correlation_id=correlation_id
+        )
+        self.welcome_queue.send(task.model_dump_json(exclude_none=True))
+        try:
+            self.subscribers.mark_confirmation_queued(subscriber.email, subscriber.id, seq)
+        except Exception:
+            # Queued: the registration succeeded. Unmarked, a repeated registration may queue
+            # another confirmation mail within the resend window; nothing is lost.
+            logger.exception("confirmation queued but not marked", extra={"subscriber_id": subscriber.id})
+        logger.info("confirmation queued", extra={"subscriber_id": subscriber.id, "seq": seq})
+
+    # -- confirmation ---------------------------------------------------------------------
+    def confirm(self, subscriber_id: str, correlation_id: str | None = None) -> Subscriber | None:
+        """Confirm the subscriber a valid confirmation link names; None if there is none
+        (expired pending subscribers are gone). Returns the subscriber as it now is."""
+        subscriber = self.subscribers.find_by_id(subscriber_id)
+        if subscriber is None:
+            return None
+        if subscriber.status is SubscriberStatus.PENDING:
+            if self.subscribers.confirm(subscriber.email, subscriber.id, iso(self.clock())):
+                logger.info("subscription confirmed", extra={"subscriber_id": subscriber.id})
+            subscriber = self.subscribers.get(subscriber.email)
+            if subscriber is None or subscriber.id != subscriber_id:
+                return None
+        if subscriber.status is SubscriberStatus.SUBSCRIBED and not subscriber.welcome_queued:
+            # First confirmation, or a repeat after one that died before queueing the welcome.
+            task = WelcomeTask(subscriber_id=subscriber.id, email=subscriber.email, correlation_id=correlation_id)
+            self.welcome_queue.send(task.model_dump_json(exclude_none=True))
+            try:
+                self.subscribers.mark_welcome_queued(subscriber.email, subscriber.id)
+            except Exception:
+                # Unmarked, a repeated confirmation queues it again; the welcome ledger sends one mail.
+                logger.exception("welcome task queued but not marked", extra={"subscriber_id": subscriber.id})
+            logger.info("welcome task queued", extra={"subscriber_id": subscriber.id})
+        return subscriber
+
+    # -- unsubscribing --------------------------------------------------------------------
+    def unsubscribe(self, subscriber_id: str) -> bool:
+        """Unsubscribe the subscriber an unsubscribe link names. True if this call changed
+        anything; an unknown (erased) or already unsubscribed subscriber is no error."""
+        subscriber = self.subscribers.find_by_id(subscriber_id)
+        if subscriber is None:
+            return False
+        changed = self.subscribers.unsubscribe(subscriber.email, subscriber.id, iso(self.clock()))
+        if changed:
+            logger.info("unsubscribed", extra={"subscriber_id": subscriber.id})
+        return changed

@@ -38,6 +38,7 @@ from enum import Enum
 
 from mailroom.content import CampaignContent, CampaignRenderer, ContentError
 from mailroom.errors import PermanentSendError, RetryableSendError, UncertainSendError
+from mailroom.links import Links
 from mailroom.logic.delivery import STALE_CLAIM_ERROR, ClaimedBy, Sender, claimed_by
 from mailroom.logic.ports import CampaignStore, MailSender, ResultStore, SubscriberPages
 from mailroom.mail import to_mime
@@ -150,7 +151,7 @@ class CampaignSender:
         subscribers: SubscriberPages,
         mailer: MailSender,
         sender: Sender,
-        public_url: str,
+        links: Links,
         pacer: Pacer,
         executor: Executor,
         clock: Callable[[], datetime] = utcnow,
@@ -160,7 +161,7 @@ class CampaignSender:
         self.subscribers = subscribers
         self.mailer = mailer
         self.sender = sender
-        self.public_url = public_url
+        self.links = links
         self.pacer = pacer
         self.executor = executor
         self.clock = clock
@@ -175,7 +176,7 @@ class CampaignSender:
             if len(self._renderers) > 16:
                 self._renderers.clear()
             content = CampaignContent(campaign.subject, campaign.content, campaign.format.value)
-            self._renderers[key] = CampaignRenderer(content, self.sender.name, self.public_url)
+            self._renderers[key] = CampaignRenderer(content, self.sender.name, self.links)
         return self._renderers[key]
 
     # ----------------------------------------------------------------------------------
