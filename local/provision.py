@@ -27,12 +27,11 @@ is harmless.
 
 from __future__ import annotations
 
+import secrets
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-
-import secrets
-import string
 
 import boto3
 from botocore.exceptions import ClientError
@@ -106,7 +105,11 @@ def provision(
         try:
             client("sesv2").create_configuration_set(ConfigurationSetName=name)
         except ClientError as error:
-            if error.response["Error"]["Code"] != "AlreadyExistsException":
+            # SES v2 says AlreadyExistsException; moto answers with SES v1's code
+            if error.response["Error"]["Code"] not in (
+                "AlreadyExistsException",
+                "ConfigurationSetAlreadyExistsException",
+            ):
                 raise
         result.configuration_sets.append(name)
     for logical_id in stack.of_type(SECRET_TYPE):

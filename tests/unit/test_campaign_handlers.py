@@ -228,7 +228,7 @@ def test_preview_renders_for_a_subscriber_and_escapes_their_name(stack: Stack, c
     assert status == 200
     assert "<script>" not in preview["html"]
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in preview["html"]
-    assert '<a href="https://' in preview["html"] and "subscriber=id-eve" in preview["html"]
+    assert '<a href="https://' in preview["html"] and "/unsubscribe?token=" in preview["html"]
     assert preview["subject"] == "For <script>alert(1)</script>"  # a subject is text, not HTML
     assert "# Hi <script>" in preview["text"]
     # without a body: a sample recipient
@@ -292,7 +292,11 @@ def test_a_campaign_reaches_every_subscriber_once_and_counters_equal_records(
     assert mails_per_address() == dict.fromkeys(subscribed, 1)
     assert assert_counters_match_records(stack, final) == {"sent": len(subscribed)}
     one = next(mail for mail in sent_mails() if mail.to == ["r1@example.com"])
-    assert one.subject == "Hello Reader 1" and one.html and "unsubscribe?subscriber=id-1" in (one.text or "")
+    assert one.subject == "Hello Reader 1" and one.html
+    # RFC 8058 one-click headers, and the same signed link in the body
+    assert one.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    link = one.headers["List-Unsubscribe"].strip("<>")
+    assert link.startswith("https://") and "/unsubscribe?token=" in link and link in (one.text or "")
 
 
 def test_a_fan_out_killed_mid_way_resumes_with_nobody_skipped_or_repeated(stack: Stack, load_function: Loader) -> None:

@@ -58,26 +58,25 @@ def _content_type(response: dict[str, Any]) -> str | None:
 # --------------------------------------------------------------------------- registration
 
 
-def test_registration_sample_event_stores_subscriber_and_queues_welcome(
+def test_registration_sample_event_stores_a_pending_subscriber_and_queues_a_confirmation(
     stack: Stack, load_function: Loader, context: LambdaContext
 ) -> None:
     # Given the registration function and its sample event
     app = load_function("RegistrationFunction")
     # When it is invoked
     response = app.lambda_handler(load_event("registration_post.json"), context)
-    # Then it answers 202 with the subscriber's id and status
+    # Then it answers 202, revealing nothing about the address
     assert response["statusCode"] == 202
-    body = json.loads(response["body"])
-    assert body["status"] == "subscribed"
-    assert body["id"]
-    # And the subscriber is stored and exactly one welcome task is queued
+    assert json.loads(response["body"])["status"] == "accepted"
+    # And the subscriber is stored pending and exactly one confirmation task is queued
     assert _subscriber_count(stack) == 1
     tasks = queue_messages(stack, "WelcomeQueue")
     assert tasks == [
         {
-            "kind": "welcome",
-            "subscriber_id": body["id"],
+            "kind": "confirmation",
+            "subscriber_id": mock.ANY,
             "email": "ada@example.com",
+            "seq": 1,
             "correlation_id": mock.ANY,
             "attempt": 0,
             "failures": 0,
@@ -85,19 +84,21 @@ def test_registration_sample_event_stores_subscriber_and_queues_welcome(
     ]
 
 
-def test_registering_again_creates_no_second_subscriber_and_no_second_task(
+def test_the_answer_is_the_same_whatever_the_address_state(
     stack: Stack, load_function: Loader, context: LambdaContext
 ) -> None:
     app = load_function("RegistrationFunction")
     event = load_event("registration_post.json")
-    first = json.loads(app.lambda_handler(event, context)["body"])
-    # The same address in another case is the same subscriber
+    answers = [app.lambda_handler(event, context)]
+    # the same address in another case is the same subscriber: pending, within the resend window
     event["body"] = json.dumps({"email": "ADA@Example.com", "name": "Ada"})
-    second = app.lambda_handler(event, context)
-    assert second["statusCode"] == 202
-    assert json.loads(second["body"])["id"] == first["id"]
-    assert _subscriber_count(stack) == 1
-    assert len(queue_messages(stack, "WelcomeQueue")) == 1
+    answers.append(app.lambda_handler(event, context))
+    _put_subscriber(stack, "s-known", "grace@example.com")
+    event["body"] = json.dumps({"email": "grace@example.com"})
+    answers.append(app.lambda_handler(event, context))
+    assert {(a["statusCode"], a["body"]) for a in answers} == {(answers[0]["statusCode"], answers[0]["body"])}
+    assert _subscriber_count(stack) == 2
+    assert len(queue_messages(stack, "WelcomeQueue")) == 1  # one confirmation; none for the subscribed address
 
 
 def test_invalid_email_sample_event_is_a_400_naming_the_field_and_writes_nothing(
@@ -189,7 +190,7 @@ def test_bad_input_is_a_4xx_json_error_and_writes_nothing(
 def test_a_queue_failure_undoes_the_new_subscriber(stack: Stack, load_function: Loader, context: LambdaContext) -> None:
     app = load_function("RegistrationFunction")
     refused = ClientError({"Error": {"Code": "ServiceUnavailable", "Message": "down"}}, "SendMessage")
-    with mock.patch.object(app.welcome_queue.client, "send_message", side_effect=refused):
+    with mock.patch.object(app.lifecycle.welcome_queue.client, "send_message", side_effect=refused):
         response = app.lambda_handler(load_event("registration_post.json"), context)
     assert response["statusCode"] == 503
     assert json.loads(response["body"])["error"]["code"] == "unavailable"
@@ -334,7 +335,7 @@ def test_a_malformed_task_goes_to_the_dead_letter_queue_and_the_others_are_sent(
     (dead,) = sqs.receive_message(QueueUrl=stack.queue_url("WelcomeDeadLetterQueue"), MessageAttributeNames=["All"])[
         "Messages"
     ]
-    assert "invalid welcome task" in dead["MessageAttributes"]["error"]["StringValue"]
+    assert "invalid welcome queue task" in dead["MessageAttributes"]["error"]["StringValue"]
 
 
 def test_a_lost_ses_answer_is_not_retried_and_is_recorded_uncertain(

@@ -393,6 +393,7 @@ def test_the_mailroom_template() -> None:
         "FanoutFunction",
         "NewsletterWorkerFunction",
         "AdminFunction",
+        "SesEventsFunction",
     }
     welcome = stack.functions["WelcomeWorkerFunction"]
     assert welcome.code_dir == ROOT / "functions" / "welcome_worker"
@@ -461,3 +462,16 @@ def test_provisioned_resources_accept_what_the_handlers_do() -> None:
     )
     url = stack.function_env("RegistrationFunction")["WELCOME_QUEUE_URL"]
     boto3.client("sqs", region_name="us-east-1").send_message(QueueUrl=url, MessageBody="{}")
+    # the configuration set the senders name exists
+    configuration_set = stack.function_env("NewsletterWorkerFunction")["CONFIGURATION_SET"]
+    assert created.configuration_sets == [configuration_set]
+    sesv2.get_configuration_set(ConfigurationSetName=configuration_set)
+    # the link-signing secret is generated as GenerateSecretString asks, readable by the name
+    # the functions get, and kept when provisioning again (links already mailed stay valid)
+    secret_id = stack.function_env("RegistrationFunction")["TOKEN_SECRET_ARN"]
+    secrets = boto3.client("secretsmanager", region_name="us-east-1")
+    value = secrets.get_secret_value(SecretId=secret_id)["SecretString"]
+    assert len(value) == 64 and value.isalnum()
+    stack.provision()
+    assert secrets.get_secret_value(SecretId=secret_id)["SecretString"] == value
+    assert stack.provision().secrets == {"LinkSigningSecret": secret_id}

@@ -17,14 +17,22 @@ def _parse(raw: bytes) -> email.message.EmailMessage:
 
 
 def test_html_is_escaped_and_text_is_not() -> None:
-    mail = render("welcome", to="a@example.com", context={"name": "<b>Bob</b> & Co", "sender_name": "News"})
+    mail = render(
+        "welcome",
+        to="a@example.com",
+        context={"name": "<b>Bob</b> & Co", "sender_name": "News", "unsubscribe_url": "https://x.example/u"},
+    )
     assert "&lt;b&gt;Bob&lt;/b&gt; &amp; Co" in mail.html
     assert "<b>Bob</b>" not in mail.html
     assert "Welcome, <b>Bob</b> & Co!" in mail.text
 
 
 def test_mime_is_multipart_alternative_with_text_then_html() -> None:
-    mail = render("welcome", to="a@example.com", context={"name": "Zoë", "sender_name": "Nouvelles Café"})
+    mail = render(
+        "welcome",
+        to="a@example.com",
+        context={"name": "Zoë", "sender_name": "Nouvelles Café", "unsubscribe_url": "https://x.example/u"},
+    )
     message = _parse(to_mime(mail, "news@example.com", "Nouvelles Café"))
     assert message.get_content_type() == "multipart/alternative"
     parts = [part.get_content_type() for part in message.iter_parts()]
@@ -37,7 +45,13 @@ def test_mime_is_multipart_alternative_with_text_then_html() -> None:
 
 def test_raw_mime_is_ascii_with_crlf_line_ends() -> None:
     raw = to_mime(
-        render("welcome", to="a@example.com", context={"name": "Zoë", "sender_name": "N"}), "n@example.com", "N"
+        render(
+            "welcome",
+            to="a@example.com",
+            context={"name": "Zoë", "sender_name": "N", "unsubscribe_url": "https://x.example/u"},
+        ),
+        "n@example.com",
+        "N",
     )
     raw.decode("ascii")
     assert b"\r\n" in raw
