@@ -16,11 +16,15 @@ from types import ModuleType
 from typing import Any
 from unittest import mock
 
+import boto3
 import pytest
 from botocore.client import BaseClient
 
+from mailroom.adapters.secrets import keys_of
+from mailroom.links import CONFIRM, UNSUBSCRIBE
+from mailroom.tokens import Tokens
 from mailroom_local.template import Stack
-from tests.campaigns import Campaigns, Loader, put_subscribers, set_status
+from tests.campaigns import Campaigns, Loader, put_subscribers, records, set_status
 from tests.support import ACCOUNT, REGION, load_event, queue_messages, sqs_event
 
 _current: list[str] = []  # the function being invoked (worker threads read it too)
@@ -97,8 +101,15 @@ def needed(service: str, operation: str, params: dict[str, Any]) -> list[tuple[s
     if service == "sesv2":
         if operation == "SendEmail":
             sender = params["FromEmailAddress"]
-            return [("ses:SendEmail", f"arn:aws:ses:{REGION}:{ACCOUNT}:identity/{sender}")]
+            pairs = [("ses:SendEmail", f"arn:aws:ses:{REGION}:{ACCOUNT}:identity/{sender}")]
+            if params.get("ConfigurationSetName"):  # SES authorizes the configuration set too
+                configuration_set = params["ConfigurationSetName"]
+                pairs.append(("ses:SendEmail", f"arn:aws:ses:{REGION}:{ACCOUNT}:configuration-set/{configuration_set}"))
+            return pairs
         return [(f"ses:{operation}", "*")]
+    if service == "secretsmanager":
+        # locally the secret's Ref (and so the policy's resource) is its name, which the functions get
+        return [(f"secretsmanager:{operation}", params["SecretId"])]
     raise AssertionError(f"no IAM mapping for {service}:{operation}")
 
 
@@ -132,7 +143,27 @@ def _drive_everything(stack: Stack, campaigns: Campaigns) -> None:
     registration = campaigns.app("RegistrationFunction")
     registration.lambda_handler(load_event("registration_post.json"), campaigns.context)
     welcome = campaigns.app("WelcomeWorkerFunction")
+    (confirmation,) = queue_messages(stack, "WelcomeQueue")
+    welcome.lambda_handler(sqs_event(stack, "WelcomeQueue", [confirmation]), campaigns.context)
+    # the links: confirm (then the welcome mail), the unsubscribe page, one-click unsubscribe
+    tokens = Tokens(
+        keys_of(
+            boto3.client("secretsmanager", region_name=REGION).get_secret_value(
+                SecretId=str(stack.ref("LinkSigningSecret"))
+            )["SecretString"]
+        )
+    )
+    subscriber_id = confirmation["subscriber_id"]
+    for name, token in [
+        ("registration_confirm_get.json", tokens.sign(CONFIRM, subscriber_id, 60)),
+        ("registration_unsubscribe_get.json", tokens.sign(UNSUBSCRIBE, subscriber_id)),
+    ]:
+        event = load_event(name) | {"queryStringParameters": {"token": token}}
+        registration.lambda_handler(event, campaigns.context)
     welcome.lambda_handler(sqs_event(stack, "WelcomeQueue", queue_messages(stack, "WelcomeQueue")), campaigns.context)
+    one_click = load_event("registration_unsubscribe_one_click.json")
+    one_click["queryStringParameters"] = {"token": tokens.sign(UNSUBSCRIBE, subscriber_id)}
+    registration.lambda_handler(one_click, campaigns.context)
 
     put_subscribers(stack, 30)
     first = campaigns.create(send_at="2026-01-01T10:00:00Z")
@@ -185,6 +216,28 @@ def _drive_everything(stack: Stack, campaigns: Campaigns) -> None:
     # the admin's dead-letter view and redrive
     campaigns.call("GET", "/admin/dead-letters")
     campaigns.call("POST", "/admin/dead-letters/redrive", {})
+    _drive_ses_events(campaigns, first["id"])
+
+
+def _drive_ses_events(campaigns: Campaigns, campaign_id: str) -> None:
+    """SesEventsFunction: a delivery, a soft and a hard bounce and a complaint on the first campaign's records."""
+    ses_events = campaigns.app("SesEventsFunction")
+    sent = [record for record in records(campaigns.stack, campaign_id).values() if record["status"] == "sent"]
+    plan = [("ses_events_delivery.json", None), ("ses_events_bounce.json", "Transient"), ("ses_events_bounce.json", None)]
+    for record, (name, bounce_type) in zip(sent, [*plan, ("ses_events_complaint.json", None)], strict=False):
+        event = load_event(name)
+        detail = event["detail"]
+        detail["mail"]["messageId"] = record["message_id"]
+        detail["mail"]["tags"] |= {"campaign": [campaign_id], "subscriber": [record["sk"]]}
+        address = [{"emailAddress": f"r{record['sk'].removeprefix('id-')}@example.com"}]
+        if "bounce" in detail:
+            detail["bounce"]["bouncedRecipients"] = address
+            detail["bounce"]["bounceType"] = bounce_type or "Permanent"
+        if "complaint" in detail:
+            detail["complaint"]["complainedRecipients"] = address
+        result = ses_events.lambda_handler(event, campaigns.context)
+        assert result["outcome"] == "recorded" and result["counted"], result
+        assert result["suppressed"] or result["soft_bounce_counted"] or name == "ses_events_delivery.json", result
 
 
 def test_every_aws_call_of_every_function_is_allowed_by_its_policy(stack: Stack, load_function: Loader) -> None:
