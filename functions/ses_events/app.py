@@ -1,0 +1,69 @@
+"""SES events: the configuration set's delivery, bounce and complaint events, from EventBridge.
+
+One event per invocation. Each is recorded on its mail's result record (campaign counters
+``delivered``, ``bounced``, ``complained`` counted once per record), a hard bounce or a
+complaint suppresses the subscriber, a soft bounce counts towards its ``soft_bounces``
+(see ``logic.feedback``). An event that is not an SES event Mailroom can read is logged
+and ignored: retrying cannot fix it. AWS errors, and an event whose record is still being
+sent, raise: the invocation is retried (Lambda's asynchronous retries).
+
+Addresses are never logged: the event is not logged as a whole.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from aws_lambda_powertools.metrics import single_metric
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from mailroom.adapters.feedback import FeedbackLedger, RecordNotReady
+from mailroom.config import SesEventsSettings
+from mailroom.logic.feedback import BOUNCE, COMPLAINT, DELIVERY, Feedback, InvalidFeedback, apply_feedback, parse_event
+from mailroom.models import utcnow
+from mailroom.observability import MetricUnit, logger, metrics, timed
+
+settings = SesEventsSettings.from_env(os.environ)
+store = FeedbackLedger(settings.results_table, settings.subscribers_table, settings.campaigns_table)
+clock = utcnow  # when a subscriber is suppressed
+metrics.set_default_dimensions(task_type="ses_event")
+
+
+def count(feedback: Feedback) -> None:
+    """Metrics of an event seen for the first time (a repeated delivery counts nothing)."""
+    metrics.add_metric(name="TasksProcessed", unit=MetricUnit.Count, value=1)
+    if feedback.suppressed:
+        metrics.add_metric(name="SubscribersSuppressed", unit=MetricUnit.Count, value=feedback.suppressed)
+    if not feedback.new:
+        return
+    if feedback.event_type == DELIVERY:
+        metrics.add_metric(name="SesDeliveries", unit=MetricUnit.Count, value=1)
+    elif feedback.event_type == COMPLAINT:
+        metrics.add_metric(name="SesComplaints", unit=MetricUnit.Count, value=1)
+    elif feedback.event_type == BOUNCE and feedback.bounce is not None:
+        dimensions = dict(metrics.default_dimensions) | {"bounce": feedback.bounce}
+        with single_metric(name="SesBounces", unit=MetricUnit.Count, value=1, default_dimensions=dimensions) as metric:
+            metric.add_dimension(name="service", value=metrics.service or "ses-events")
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics(capture_cold_start_metric=True)
+def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
+    try:
+        ses_event = parse_event(event)
+    except InvalidFeedback as exc:
+        logger.warning("not an SES event Mailroom can read: ignored", extra={"reason": str(exc)})
+        metrics.add_metric(name="SesEventsIgnored", unit=MetricUnit.Count, value=1)
+        return {"outcome": "malformed", "reason": str(exc)}
+    logger.set_correlation_id(ses_event.id or context.aws_request_id)
+    try:
+        with timed():
+            feedback = apply_feedback(ses_event, store, clock)
+    except RecordNotReady as exc:
+        logger.warning(
+            "the mail's record is still being sent: failing, so that the event comes again", extra={"reason": str(exc)}
+        )
+        raise
+    count(feedback)
+    return feedback.summary()
