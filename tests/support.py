@@ -10,6 +10,8 @@ from typing import Any
 
 import boto3
 
+from mailroom.adapters.secrets import keys_of
+from mailroom.tokens import Tokens
 from mailroom_local.outbox import Outbox
 from mailroom_local.template import Stack
 
@@ -81,3 +83,11 @@ def sqs_event(stack: Stack, logical_id: str, bodies: list[dict[str, Any]]) -> di
             for index, body in enumerate(bodies)
         ]
     }
+
+
+def link_tokens(stack: Stack) -> Tokens:
+    """The signer of the stack's links, with the key the stack's secret holds."""
+    secret = boto3.client("secretsmanager", region_name=REGION).get_secret_value(
+        SecretId=str(stack.ref("LinkSigningSecret"))
+    )
+    return Tokens(keys_of(secret["SecretString"]))

@@ -40,12 +40,13 @@ from typing import Any
 
 import boto3
 
+from mailroom.links import CONFIRM
 from mailroom_local.faults import Crash, FaultInjector, SqsTimeTravel
 from mailroom_local.pollers import build_sqs_event, failed_message_ids
 from mailroom_local.template import Stack
 from tests.campaigns import api_event
 from tests.conftest import LambdaContext
-from tests.support import ACCOUNT, REGION, load_event
+from tests.support import ACCOUNT, REGION, link_tokens, load_event
 
 Loader = Callable[..., ModuleType]
 RECOVERY_EVERY_SECONDS = 300
@@ -77,6 +78,8 @@ class Chaos:
 
     def __post_init__(self) -> None:
         self.sqs = boto3.client("sqs", region_name=REGION)
+        self.dynamodb = boto3.client("dynamodb", region_name=REGION)
+        self.tokens = link_tokens(self.stack)
         self.sources = [
             Source("WelcomeQueue", "WelcomeWorkerFunction", 10),
             Source("FanoutQueue", "FanoutFunction", 1),
@@ -125,6 +128,23 @@ class Chaos:
         """POST /subscriptions like a browser that retries on 5xx; the final status code."""
         event = load_event("registration_post.json")
         event["body"] = json.dumps({"email": email, "name": name})
+        status = 0
+        for _ in range(attempts):
+            outcome, response = self.invoke("RegistrationFunction", event)
+            status = response["statusCode"] if outcome == "ok" else 502
+            if status < 500:
+                return status
+        return status
+
+    def confirm(self, email: str, attempts: int = 10) -> int:
+        """Open the subscriber's confirmation link like a browser that retries on 5xx (the link
+        is signed here with the stack's key: its mail may be the one a fault kept back)."""
+        subscriber = self.dynamodb.get_item(
+            TableName=self.stack.physical_name("SubscribersTable"), Key={"email": {"S": email}}, ConsistentRead=True
+        )["Item"]
+        event = load_event("registration_confirm_get.json")
+        event["queryStringParameters"] = {"token": self.tokens.sign(CONFIRM, subscriber["id"]["S"], 3600)}
+        event["headers"]["Accept"] = "application/json"
         status = 0
         for _ in range(attempts):
             outcome, response = self.invoke("RegistrationFunction", event)

@@ -72,17 +72,20 @@ def chaos(stack: Stack, load_function: Callable[..., ModuleType], request: pytes
 class Tally:
     welcome: Counter[str]
     newsletter: Counter[str]
+    confirmation: Counter[str]
 
 
 def tally(chaos: Chaos) -> Tally:
-    """Mails per address, newsletters and welcome mails apart, from every mail moto's SES accepted."""
+    """Mails per address - newsletters, welcome and confirmation mails apart - from every
+    mail moto's SES accepted."""
     welcome: Counter[str] = Counter()
     newsletter: Counter[str] = Counter()
+    confirmation: Counter[str] = Counter()
     for subject, recipients in chaos.mail_headers():
-        target = newsletter if subject == SUBJECT else welcome
+        target = newsletter if subject == SUBJECT else confirmation if subject.startswith("Please confirm") else welcome
         for address in recipients:
             target[address] += 1
-    return Tally(welcome, newsletter)
+    return Tally(welcome, newsletter, confirmation)
 
 
 def dead_lettered_addresses(chaos: Chaos, logical_id: str) -> tuple[set[str], list[str]]:
@@ -93,7 +96,7 @@ def dead_lettered_addresses(chaos: Chaos, logical_id: str) -> tuple[set[str], li
         body = json.loads(message["Body"])
         if body.get("kind") == "campaign":
             addresses |= {recipient["email"] for recipient in body["recipients"]}
-        elif body.get("kind") == "welcome":
+        elif body.get("kind") in ("welcome", "confirmation"):
             addresses.add(body["email"])
         reasons.append(message.get("MessageAttributes", {}).get("error", {}).get("StringValue", ""))
     return addresses, reasons
@@ -106,7 +109,18 @@ def test_no_mail_is_lost_or_sent_twice_under_faults(chaos: Chaos) -> None:
     signed_up = [f"signup-{i}@example.com" for i in range(SIGN_UPS)]
     for address in signed_up:
         assert chaos.sign_up(address, f"Signer {address}") == 202, address
-    chaos.run()
+    chaos.run()  # the confirmation mails
+    for address in signed_up:
+        assert chaos.confirm(address) == 200, address
+    chaos.run()  # the welcome mails
+    # every sign-up got its confirmation mail (one per request; a retried request may add one)
+    confirmations = tally(chaos).confirmation
+    assert set(confirmations) <= set(signed_up)
+    missing = set(signed_up) - set(confirmations) - REJECTED - ALWAYS_FAIL
+    stranded_confirmations = {
+        r["email"] for r in records_of(chaos.stack, "confirmation") if r["status"] in ("uncertain", "sending")
+    }
+    assert missing <= stranded_confirmations, missing  # only those whose sender was killed mid-send
 
     status, campaign = chaos.admin("POST", "/admin/campaigns", {"subject": SUBJECT, "content": "Hi {{ name }}"})
     assert status == 201, campaign

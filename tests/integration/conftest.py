@@ -7,6 +7,7 @@ module-scoped and modules run one after the other.
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.error
 import urllib.request
@@ -92,6 +93,27 @@ def mails_to(runtime: Runtime, address: str, kind: str | None = None) -> list[di
     if kind is not None:
         found = [m for m in found if kind in m["subject"].lower()]
     return found
+
+
+CONFIRM_LINK = re.compile(r"https?://\S+/subscriptions/confirm\?token=[\w.-]+")
+
+
+def confirmation_link(runtime: Runtime, address: str, timeout: float = 5.0) -> str:
+    """The link in the (last) confirmation mail to ``address``, once it has arrived."""
+    mails = wait_for(lambda: mails_to(runtime, address, "confirm"), timeout=timeout)
+    assert mails, f"no confirmation mail to {address} within {timeout} s"
+    found = CONFIRM_LINK.search(mails[-1]["text"] or "")
+    assert found, mails[-1]["text"]
+    return found.group(0)
+
+
+def subscribe(runtime: Runtime, address: str, name: str | None = None) -> None:
+    """Sign up through the API, open the confirmation link from the mail, await the welcome mail."""
+    body = {"email": address} | ({"name": name} if name else {})
+    assert http("POST", f"{runtime.url}/subscriptions", body).status == 202
+    confirmed = http("GET", confirmation_link(runtime, address), headers={"Accept": "application/json"})
+    assert confirmed.status == 200 and confirmed.json()["status"] == "confirmed", confirmed.text
+    assert wait_for(lambda: mails_to(runtime, address, "welcome"), timeout=5.0), f"no welcome mail to {address}"
 
 
 def queues_idle(runtime: Runtime, *names: str) -> bool:

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from mailroom_local import Runtime
-from tests.integration.conftest import http, mails_to, queues_idle, wait_for
+from tests.integration.conftest import confirmation_link, http, mails_to, queues_idle, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -25,39 +25,54 @@ def test_health(runtime: Runtime) -> None:
     assert answer.json() == {"status": "ok"}
 
 
-def test_subscribing_sends_exactly_one_welcome_mail_within_two_seconds(runtime: Runtime) -> None:
+def test_signing_up_sends_one_confirmation_and_confirming_one_welcome_mail(runtime: Runtime) -> None:
     to = address("ann")
     posted = time.monotonic()
     answer = http("POST", f"{runtime.url}/subscriptions", {"email": to, "name": "Ann"})
     assert answer.status == 202, answer.text
     assert answer.headers["content-type"].startswith("application/json")
-    assert answer.json()["id"]
+    assert answer.json()["status"] == "accepted"
 
-    mails = wait_for(lambda: mails_to(runtime, to), timeout=2.0 - (time.monotonic() - posted))
-    assert mails, "no welcome mail within 2 s"
-    assert len(mails) == 1
+    link = confirmation_link(runtime, to, timeout=2.0 - (time.monotonic() - posted))
+    (confirmation,) = mails_to(runtime, to)
+    assert "confirm" in confirmation["subject"].lower() and "Ann" in confirmation["text"]
+    assert link.startswith(f"{runtime.public_url}/subscriptions/confirm?token=")
+    assert "List-Unsubscribe" not in confirmation["headers"]
+
+    # a browser opening the link gets a page; the welcome mail follows, once
+    page = http("GET", link, headers={"Accept": "text/html"})
+    assert page.status == 200 and page.headers["content-type"].startswith("text/html")
+    assert "confirmed" in page.text
+    mails = wait_for(lambda: mails_to(runtime, to, "welcome"), timeout=2.0)
+    assert mails, "no welcome mail within 2 s of the confirmation"
     (mail,) = mails
     assert mail["to"] == [to]
-    assert "welcome" in mail["subject"].lower()
     assert mail["from"] == "Mailroom <newsletter@example.com>"
     assert mail["text"] and "Ann" in mail["text"]
     assert mail["html"] and "<html" in mail["html"].lower() and "Ann" in mail["html"]
     assert mail["headers"]["Content-Type"].startswith("multipart/alternative")
+    assert mail["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert mail["sent_at"].endswith("Z")
 
+    # the link again (a replay): the same answer, no second welcome mail
+    again = http("GET", link, headers={"Accept": "application/json"})
+    assert again.status == 200 and again.json()["status"] == "confirmed"
+    assert wait_for(lambda: queues_idle(runtime, "WelcomeQueue"), timeout=5.0)
+    time.sleep(0.5)
+    assert len(mails_to(runtime, to, "welcome")) == 1
 
-def test_registering_the_same_address_again_sends_no_second_welcome_mail(runtime: Runtime) -> None:
+
+def test_registering_the_same_address_again_sends_nothing_more_for_a_while(runtime: Runtime) -> None:
     to = address("bob")
     first = http("POST", f"{runtime.url}/subscriptions", {"email": to})
     assert first.status == 202, first.text
-    assert wait_for(lambda: mails_to(runtime, to), timeout=2.0)
+    confirmation_link(runtime, to)
 
     again = http("POST", f"{runtime.url}/subscriptions", {"email": to.upper(), "name": "Bob"})
-    assert 200 <= again.status < 300, again.text
-    assert again.json()["id"] == first.json()["id"]
+    assert (again.status, again.json()) == (first.status, first.json())  # the same answer
     assert wait_for(lambda: queues_idle(runtime, "WelcomeQueue"), timeout=5.0)
     time.sleep(1.0)
-    assert len(mails_to(runtime, to)) == 1
+    assert len(mails_to(runtime, to)) == 1  # within the resend window: no second confirmation mail
 
 
 @pytest.mark.parametrize(

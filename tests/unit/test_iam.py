@@ -16,16 +16,13 @@ from types import ModuleType
 from typing import Any
 from unittest import mock
 
-import boto3
 import pytest
 from botocore.client import BaseClient
 
-from mailroom.adapters.secrets import keys_of
 from mailroom.links import CONFIRM, UNSUBSCRIBE
-from mailroom.tokens import Tokens
 from mailroom_local.template import Stack
 from tests.campaigns import Campaigns, Loader, put_subscribers, records, set_status
-from tests.support import ACCOUNT, REGION, load_event, queue_messages, sqs_event
+from tests.support import ACCOUNT, REGION, link_tokens, load_event, queue_messages, sqs_event
 
 _current: list[str] = []  # the function being invoked (worker threads read it too)
 
@@ -146,13 +143,7 @@ def _drive_everything(stack: Stack, campaigns: Campaigns) -> None:
     (confirmation,) = queue_messages(stack, "WelcomeQueue")
     welcome.lambda_handler(sqs_event(stack, "WelcomeQueue", [confirmation]), campaigns.context)
     # the links: confirm (then the welcome mail), the unsubscribe page, one-click unsubscribe
-    tokens = Tokens(
-        keys_of(
-            boto3.client("secretsmanager", region_name=REGION).get_secret_value(
-                SecretId=str(stack.ref("LinkSigningSecret"))
-            )["SecretString"]
-        )
-    )
+    tokens = link_tokens(stack)
     subscriber_id = confirmation["subscriber_id"]
     for name, token in [
         ("registration_confirm_get.json", tokens.sign(CONFIRM, subscriber_id, 60)),
@@ -223,7 +214,11 @@ def _drive_ses_events(campaigns: Campaigns, campaign_id: str) -> None:
     """SesEventsFunction: a delivery, a soft and a hard bounce and a complaint on the first campaign's records."""
     ses_events = campaigns.app("SesEventsFunction")
     sent = [record for record in records(campaigns.stack, campaign_id).values() if record["status"] == "sent"]
-    plan = [("ses_events_delivery.json", None), ("ses_events_bounce.json", "Transient"), ("ses_events_bounce.json", None)]
+    plan = [
+        ("ses_events_delivery.json", None),
+        ("ses_events_bounce.json", "Transient"),
+        ("ses_events_bounce.json", None),
+    ]
     for record, (name, bounce_type) in zip(sent, [*plan, ("ses_events_complaint.json", None)], strict=False):
         event = load_event(name)
         detail = event["detail"]

@@ -16,22 +16,18 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 import pytest
 
-from mailroom.adapters.secrets import keys_of
 from mailroom.links import CONFIRM, UNSUBSCRIBE
 from mailroom.tokens import Tokens
 from mailroom_local.template import Stack
 from tests.conftest import LambdaContext
-from tests.support import REGION, load_event, queue_messages, sent_mails, sqs_event
+from tests.support import REGION, link_tokens, load_event, queue_messages, sent_mails, sqs_event
 
 Loader = Callable[..., ModuleType]
 
 
 def _tokens(stack: Stack, clock: Callable[[], float] | None = None) -> Tokens:
-    secret = boto3.client("secretsmanager", region_name=REGION).get_secret_value(
-        SecretId=str(stack.ref("LinkSigningSecret"))
-    )
-    keys = keys_of(secret["SecretString"])
-    return Tokens(keys, clock) if clock else Tokens(keys)
+    tokens = link_tokens(stack)
+    return Tokens(tokens.keys, clock) if clock else tokens
 
 
 def _subscriber(stack: Stack, email_address: str = "ada@example.com") -> dict[str, Any]:
