@@ -129,6 +129,27 @@ class CampaignRepository:
         items = self._with_progress([from_item(item) for item in response.get("Items", [])])
         return items, encode_cursor(response.get("LastEvaluatedKey"))
 
+    def started(self, since: str | None = None) -> list[tuple[str, CampaignStatus, str]]:
+        """(id, status, started_at) of every campaign ever started (started at or after
+        ``since`` if given): whose result records and fan-out checkpoints may name a
+        subscriber. Only three small attributes are returned, not the content."""
+        found: list[tuple[str, CampaignStatus, str]] = []
+        paginator = self.client.get_paginator("query")
+        for page in paginator.paginate(
+            TableName=self.table_name,
+            IndexName="ByCreated",
+            KeyConditionExpression="kind = :kind",
+            ProjectionExpression="id, #st, started_at",
+            ExpressionAttributeNames={"#st": "status"},
+            ExpressionAttributeValues=to_item({":kind": KIND}),
+        ):
+            for raw in page.get("Items", []):
+                item = from_item(raw)
+                started_at = item.get("started_at")
+                if started_at and (since is None or str(started_at) >= since):
+                    found.append((str(item["id"]), CampaignStatus(item["status"]), str(started_at)))
+        return found
+
     def with_status(self, status: CampaignStatus, due_before: str | None = None) -> list[Campaign]:
         """Every campaign in ``status`` (with ``due_at`` <= ``due_before`` if given), with counters.
 

@@ -13,7 +13,12 @@ reading the sent ones.
 
 Fan-out checkpoints live under ``pk = fanout#<id>``: the recipients of one scan page,
 written before their tasks are queued, so a retried fan-out step replays exactly the same
-tasks (see ``logic.fanout``). They expire (TTL ``expires_at``) after two weeks.
+tasks (see ``logic.fanout``). Once the segment's position has moved past a page, its
+checkpoint is *retired*: the recipients are removed and a tombstone stays, so a step that
+still holds the old position replays an empty page (and then fails to advance) instead of
+scanning the page again. Only the pages in flight hold addresses; erasure anonymises a
+subscriber in those (``anonymise_checkpoints``). Checkpoints expire (TTL ``expires_at``)
+after two weeks.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import json
 import time
 import zlib
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -41,6 +47,11 @@ RESOLUTIONS_PER_TRANSACTION = 25
 TRANSACTION_ATTEMPTS = 8
 CHECKPOINT_TTL_SECONDS = 14 * 24 * 3600
 MAX_READS_PER_PAGE = 10
+# What an erased recipient becomes in a checkpoint still in flight: an address no subscriber
+# can have (.invalid is reserved, RFC 2606; normalize_email refuses it), so the worker
+# finds nobody and resolves the recipient ``skipped`` - counted once, as the page was.
+ERASED_ADDRESS = "erased@erased.invalid"
+REWRITE_ATTEMPTS = 5
 PROBLEM_STATUSES = frozenset({DeliveryStatus.FAILED, DeliveryStatus.SKIPPED, DeliveryStatus.UNCERTAIN})
 _COUNTER_OF = {
     DeliveryStatus.SENT: "sent",
@@ -251,19 +262,15 @@ class CampaignResults:
 
         Returns the page and whether it was replayed from an earlier attempt.
         """
-        key = to_item({"pk": f"fanout#{campaign_id}", "sk": f"{segment:03d}#{seq:09d}"})
+        key = _checkpoint_key(campaign_id, segment, seq)
         item = self.client.get_item(TableName=self.results_table, Key=key, ConsistentRead=True).get("Item")
         if item:
             return _page_of(from_item(item)), True
         page = scan()
-        data = json.dumps(
-            {"r": [r.model_dump(exclude_none=True) for r in page.recipients], "next": page.next_cursor},
-            separators=(",", ":"),
-        ).encode()
         try:
             self.client.put_item(
                 TableName=self.results_table,
-                Item=key | to_item({"data": zlib.compress(data), "expires_at": now_epoch + CHECKPOINT_TTL_SECONDS}),
+                Item=key | to_item({"data": _encode_page(page), "expires_at": now_epoch + CHECKPOINT_TTL_SECONDS}),
                 ConditionExpression="attribute_not_exists(pk)",
             )
         except self.client.exceptions.ConditionalCheckFailedException:
@@ -272,8 +279,100 @@ class CampaignResults:
             return _page_of(from_item(item)), True
         return page, False
 
+    def retire_checkpoint(self, campaign_id: str, segment: int, seq: int) -> None:
+        """The segment's position has moved past page ``seq``: drop its recipients, keep a
+        tombstone (until the TTL) so that a step still holding the old position replays an
+        empty page instead of scanning it again. Harmless to repeat or to skip (the TTL)."""
+        with suppress(self.client.exceptions.ConditionalCheckFailedException):
+            self.client.update_item(
+                TableName=self.results_table,
+                Key=_checkpoint_key(campaign_id, segment, seq),
+                UpdateExpression="SET retired = :true REMOVE #data",
+                ConditionExpression="attribute_exists(pk)",
+                ExpressionAttributeNames={"#data": "data"},
+                ExpressionAttributeValues=to_item({":true": True}),
+            )
+
+    def anonymise_checkpoints(self, campaign_id: str, subscriber_id: str) -> tuple[int, int]:
+        """Replace the subscriber's address and name in the campaign's checkpoints that still
+        hold recipients (the pages in flight) by ``ERASED_ADDRESS``; (checkpoints rewritten,
+        checkpoints whose scan position is the subscriber's own address).
+
+        The recipient stays in the page, anonymous: a replayed step queues the same tasks and
+        counts the page as before, and the worker resolves it ``skipped`` (nobody has that
+        address). Each rewrite is conditioned on the data read, and read again on a conflict.
+        """
+        rewritten = positioned = 0
+        paginator = self.client.get_paginator("query")
+        for response in paginator.paginate(
+            TableName=self.results_table,
+            KeyConditionExpression="pk = :pk",
+            FilterExpression="attribute_exists(#data)",
+            ExpressionAttributeNames={"#data": "data"},
+            ExpressionAttributeValues=to_item({":pk": f"fanout#{campaign_id}"}),
+            ConsistentRead=True,
+        ):
+            for raw in response.get("Items", []):
+                changed, at_position = self._anonymise_one(from_item(raw), subscriber_id)
+                rewritten += int(changed)
+                positioned += int(at_position)
+        return rewritten, positioned
+
+    def _anonymise_one(self, item: dict[str, Any], subscriber_id: str) -> tuple[bool, bool]:
+        key = to_item({"pk": item["pk"], "sk": item["sk"]})
+        for _ in range(REWRITE_ATTEMPTS):
+            data = item.get("data")
+            if data is None:
+                return False, False  # retired meanwhile
+            page = _page_of(item)
+            erased = [r for r in page.recipients if r.id == subscriber_id]
+            addresses = {r.email for r in erased}
+            at_position = page.next_cursor is not None and page.next_cursor in addresses
+            if not erased:
+                return False, False
+            if all(r.email == ERASED_ADDRESS and r.name is None for r in erased):
+                return False, at_position
+            anonymous = [
+                Recipient(id=r.id, email=ERASED_ADDRESS, held=r.held) if r.id == subscriber_id else r
+                for r in page.recipients
+            ]
+            try:
+                self.client.update_item(
+                    TableName=self.results_table,
+                    Key=key,
+                    UpdateExpression="SET #data = :new",
+                    ConditionExpression="#data = :old",
+                    ExpressionAttributeNames={"#data": "data"},
+                    ExpressionAttributeValues=to_item(
+                        {":new": _encode_page(Page(anonymous, page.next_cursor)), ":old": bytes(data)}
+                    ),
+                )
+            except self.client.exceptions.ConditionalCheckFailedException:
+                fresh = self.client.get_item(TableName=self.results_table, Key=key, ConsistentRead=True).get("Item")
+                if not fresh:
+                    return False, False
+                item = from_item(fresh)
+                continue
+            return True, at_position
+        raise RuntimeError(f"checkpoint {item['sk']} kept changing; not anonymised")
+
+
+def _checkpoint_key(campaign_id: str, segment: int, seq: int) -> dict[str, Any]:
+    return to_item({"pk": f"fanout#{campaign_id}", "sk": f"{segment:03d}#{seq:09d}"})
+
+
+def _encode_page(page: Page) -> bytes:
+    data = json.dumps(
+        {"r": [r.model_dump(exclude_none=True) for r in page.recipients], "next": page.next_cursor},
+        separators=(",", ":"),
+    ).encode()
+    return zlib.compress(data)
+
 
 def _page_of(item: dict[str, Any]) -> Page:
+    """The page of a checkpoint; a retired one is an empty page (its position has moved on)."""
+    if item.get("data") is None:
+        return Page([], None)
     data = json.loads(zlib.decompress(bytes(item["data"])))
     return Page([Recipient.model_validate(r) for r in data["r"]], data.get("next"))
 

@@ -9,13 +9,22 @@ one segment, page by page, until its time budget is spent, then queues its conti
    (a *checkpoint*: the recipients of the page, written before any task is queued);
 3. queue the page's tasks, ``recipients_per_task`` recipients each, ten per SendMessageBatch;
 4. move the position on, counting the page's recipients, with a write conditioned on the
-   position read in 1.
+   position read in 1;
+5. retire the page's checkpoint: its recipients are dropped, a tombstone stays.
 
 A crash anywhere repeats at most steps 2-4 of one page: the retried step replays the same
 checkpoint, so it queues the very same tasks (the workers' claims make the duplicates
 harmless) and counts the page once. Nobody is skipped, nobody is counted twice, even if the
 subscribers table changed in between. Two steps racing on one segment are safe the same way:
 only one of them moves the position.
+
+Retiring (5) happens only after the position has moved past the page, and the position only
+moves forward: a step reads a checkpoint only at the position it read, so a retired page is
+never needed again - except by a racing step that read the old position before the advance.
+That step finds the tombstone, replays an empty page and fails to advance: it never scans
+the page again (which could queue subscribers the page did not count). So at any time only
+the pages in flight hold addresses, which keeps erasure (``logic.audience``) cheap; a crash
+before 5 leaves a full checkpoint until its TTL, which erasure handles too.
 """
 
 from __future__ import annotations
@@ -24,11 +33,21 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
-from mailroom.logic.ports import CampaignStore, Queue, ResultStore, SubscriberPages
+from mailroom.logic.ports import CampaignStore, Queue, SubscriberPages
 from mailroom.models import Campaign, CampaignStatus, CampaignTask, FanoutStep, Page, Recipient, iso, utcnow
 from mailroom.observability import logger
 from mailroom.worker import Budget
+
+
+class Checkpoints(Protocol):
+    """The fan-out's page checkpoints (``adapters.results.CampaignResults``)."""
+
+    def checkpoint(
+        self, campaign_id: str, segment: int, seq: int, scan: Callable[[], Page], now_epoch: int
+    ) -> tuple[Page, bool]: ...
+    def retire_checkpoint(self, campaign_id: str, segment: int, seq: int) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -113,7 +132,7 @@ def run_step(
     step: FanoutStep,
     campaigns: CampaignStore,
     subscribers: SubscriberPages,
-    results: ResultStore,
+    results: Checkpoints,
     task_queue: Queue,
     fanout_queue: Queue,
     settings: FanoutSettings,
@@ -146,6 +165,10 @@ def run_step(
             logger.info("another step moved this segment on; stopping", extra={"campaign_id": step.campaign_id})
             result.state = "stopped"
             return result
+        try:
+            results.retire_checkpoint(step.campaign_id, k, seq)
+        except Exception as exc:  # the page is counted; its checkpoint just keeps its recipients until the TTL
+            logger.warning("checkpoint not retired", extra={"campaign_id": step.campaign_id, "error": str(exc)})
         result.pages += 1
         result.recipients += len(page.recipients)
         result.tasks += len(tasks)
