@@ -385,6 +385,7 @@ def test_the_mailroom_template() -> None:
         "FanoutDeadLetterQueue",
         "FanoutQueue",
         "NewsletterQueue",
+        "SesEventsDeadLetterQueue",
     ]
     assert set(stack.functions) == {
         "RegistrationFunction",
