@@ -68,8 +68,7 @@
         data = null;
       }
       if (response.ok) {
-        const status = data && data.status ? " (" + data.status + ")" : "";
-        show("Thank you! Check " + email + " for a welcome mail" + status + ".", "success");
+        show("Thank you! Check " + email + " for a mail with a link to confirm your subscription.", "success");
         form.reset();
       } else {
         const text = errorText(response.status, data);
