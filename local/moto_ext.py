@@ -1,5 +1,6 @@
-"""What moto lacks and the application needs: SES v2 ``GetAccount`` (and, via
-:mod:`.moto_dynamodb`, atomic conditional writes and item-level transactions in DynamoDB).
+"""What moto lacks and the application needs: SES v2 ``GetAccount``, the configuration set
+and tags of a ``SendEmail`` (and, via :mod:`.moto_dynamodb`, atomic conditional writes and
+item-level transactions in DynamoDB).
 
 moto 5.2.5 does not implement ``GetAccount`` (``GET /v2/email/account``): under
 ``mock_aws()`` boto3's ``get_account()`` fails with "The get_account action has not been
@@ -27,13 +28,25 @@ Install it before the first ``GetAccount``, e.g. in a test's ``conftest.py``::
 
 Installing again only changes the rate. Should a later moto implement ``GetAccount``
 itself, its implementation is kept.
+
+moto 5.2.5 accepts a ``SendEmail``'s ``ConfigurationSetName`` and ``EmailTags`` and forgets
+them: it publishes no events. :func:`install` also wraps ``SESV2Response.send_email`` so
+that every accepted send with a configuration set is handed, as an :class:`SesSend`, to the
+listeners added by :func:`add_send_listener` (the runtime's SES event publisher,
+:mod:`.ses_events`). A listener runs in moto's request thread: it must be quick (queue the
+work) and never raise; an error in one is swallowed so the send still succeeds, as in SES.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from . import moto_dynamodb
@@ -42,7 +55,10 @@ __all__ = [
     "DEFAULT_MAX_SEND_RATE",
     "MAX_24_HOUR_SEND",
     "MAX_SEND_RATE_ENV",
+    "SesSend",
+    "add_send_listener",
     "install",
+    "remove_send_listener",
     "reported_max_send_rate",
     "resolve_max_send_rate",
 ]
@@ -53,6 +69,37 @@ MAX_24_HOUR_SEND = 50_000.0
 
 _ACCOUNT_PATH = "{0}/v2/email/account$"  # moto's url_paths form: {0} is the endpoint
 _settings = {"max_send_rate": DEFAULT_MAX_SEND_RATE}
+_WRAPPED = "_mailroom_local_listens"
+_listeners: list[Callable[[SesSend], None]] = []
+_listeners_lock = threading.Lock()
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SesSend:
+    """One mail SES v2 ``SendEmail`` accepted with a configuration set: what SES's event
+    publishing needs and moto does not keep."""
+
+    message_id: str
+    source: str
+    destinations: list[str]
+    configuration_set: str
+    account_id: str
+    region: str
+    tags: dict[str, str] = field(default_factory=dict)
+    sent_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+def add_send_listener(listener: Callable[[SesSend], None]) -> None:
+    """Call ``listener`` with every send moto accepts with a configuration set (see the module docstring)."""
+    with _listeners_lock:
+        _listeners.append(listener)
+
+
+def remove_send_listener(listener: Callable[[SesSend], None]) -> None:
+    with _listeners_lock:
+        if listener in _listeners:
+            _listeners.remove(listener)
 
 
 def resolve_max_send_rate(value: float | None = None) -> float:
@@ -88,6 +135,8 @@ def install(max_send_rate: float | None = None) -> float:
     if getattr(SESV2Response, "get_account", None) is None:
         setattr(SESV2Response, "get_account", _get_account)  # noqa: B010 - moto has no such attribute to type
     urls.url_paths.setdefault(_ACCOUNT_PATH, SESV2Response.dispatch)
+    if not getattr(SESV2Response.send_email, _WRAPPED, False):
+        setattr(SESV2Response, "send_email", _listening(SESV2Response.send_email))  # noqa: B010 - a method replaced
     moto_dynamodb.install()
     return rate
 
@@ -115,3 +164,39 @@ def _get_account(self: Any) -> str:
             "SendingEnabled": True,
         }
     )
+
+
+def _listening(send_email: Callable[[Any], str]) -> Callable[[Any], str]:
+    """moto's ``send_email`` that also tells the listeners about a send with a configuration set."""
+
+    def wrapper(self: Any) -> str:
+        answer = send_email(self)  # raises on a refused send: no listener hears of it
+        with _listeners_lock:
+            listeners = list(_listeners)
+        if listeners:
+            params = json.loads(self.body)
+            configuration_set = params.get("ConfigurationSetName")
+            if configuration_set:
+                destination = params.get("Destination") or {}
+                send = SesSend(
+                    message_id=str(json.loads(answer)["MessageId"]),
+                    source=str(params.get("FromEmailAddress") or ""),
+                    destinations=[
+                        str(address)
+                        for kind in ("ToAddresses", "CcAddresses", "BccAddresses")
+                        for address in destination.get(kind) or []
+                    ],
+                    configuration_set=str(configuration_set),
+                    account_id=str(self.current_account),
+                    region=str(self.region),
+                    tags={str(tag["Name"]): str(tag["Value"]) for tag in params.get("EmailTags") or []},
+                )
+                for listener in listeners:
+                    try:
+                        listener(send)
+                    except Exception:  # a listener must never fail the send
+                        _log.exception("an SES send listener failed")
+        return answer
+
+    setattr(wrapper, _WRAPPED, True)
+    return wrapper

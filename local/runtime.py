@@ -11,7 +11,8 @@
    unless its SQS event sources run concurrently (:mod:`.pollers`);
 5. the HTTP server: API routes, local routes, the sign-up page (:mod:`.server`);
 6. one poller per SQS event source mapping (:mod:`.pollers`);
-7. the scheduler for the ``ScheduleV2``/``Schedule`` events (:mod:`.scheduler`).
+7. the scheduler for the ``ScheduleV2``/``Schedule`` events (:mod:`.scheduler`);
+8. SES event publishing to the ``EventBridgeRule`` events (:mod:`.ses_events`).
 
 It seeds nothing: tables and queues start empty. Use it from tests as::
 
@@ -42,6 +43,7 @@ from .provision import Provisioned
 from .sandbox import Invocation, SandboxPool
 from .scheduler import Scheduler
 from .server import HttpApp, LocalHttpServer, server_address
+from .ses_events import SesEventBus
 from .template import SqsSourceSpec, Stack
 
 __all__ = ["DEFAULT_PORT", "PUBLIC_URL_PARAMETER", "Runtime"]
@@ -69,11 +71,15 @@ class Runtime:
         static_dir: Path | None = None,
         init_timeout: float = 60.0,
         ses_max_send_rate: float | None = None,
+        ses_events: str | None = None,
     ) -> None:
         """Load and validate the template; :meth:`start` runs it.
 
         ``ses_max_send_rate`` is what SES v2 ``GetAccount`` reports as ``MaxSendRate``
         (default: ``$MAILROOM_LOCAL_SES_MAX_SEND_RATE``, else 100; see :mod:`.moto_ext`).
+        ``ses_events`` says which sends publish SES events: ``simulator`` (mails to the
+        mailbox simulator), ``all`` or ``off`` (default: ``$MAILROOM_LOCAL_SES_EVENTS``,
+        else ``simulator``; see :mod:`.ses_events`).
         """
         self.template_path = Path(template_path)
         self.host = host
@@ -89,6 +95,8 @@ class Runtime:
         self.sandboxes: dict[str, SandboxPool] = {}
         self.pollers: list[SqsPoller] = []
         self.scheduler: Scheduler | None = None
+        self.ses_events_mode = ses_events
+        self.ses_events: SesEventBus | None = None
         self.outbox = Outbox(self.stack.account_id, self.stack.region)
         self._http: LocalHttpServer | None = None
         self._http_thread: threading.Thread | None = None
@@ -154,6 +162,14 @@ class Runtime:
             account_id=stack.account_id,
             console=self.console,
         )
+        self.ses_events = SesEventBus(
+            stack.event_rules,
+            invoke=self.invoke,
+            account_id=stack.account_id,
+            region=stack.region,
+            console=self.console,
+            mode=self.ses_events_mode,
+        )
         _ = stack.functions  # validated now; read again after provisioning (queue URLs are moto's)
         self._http.app = HttpApp(
             router=Router(stack.routes),
@@ -162,6 +178,7 @@ class Runtime:
             scheduler=self.scheduler,
             queues=self.queue_status,
             health=self.health,
+            ses_events=self.ses_events.status,
             static_dir=self.static_dir,
             account_id=stack.account_id,
             console=self.console,
@@ -175,7 +192,7 @@ class Runtime:
             f"AWS (moto {_moto_version()}) on {endpoint}, account {stack.account_id}, region {stack.region}"
         )
         self.provisioned = stack.provision(
-            clients={service: self.client(service) for service in ("dynamodb", "sqs", "sesv2")}
+            clients={service: self.client(service) for service in ("dynamodb", "sqs", "sesv2", "secretsmanager")}
         )
         self.outbox.install()
         self._sqs = self.client("sqs")
@@ -208,6 +225,8 @@ class Runtime:
         for poller in self.pollers:
             poller.start()
         self.scheduler.start()
+        moto_ext.add_send_listener(self.ses_events.publish)
+        self.ses_events.start()
         self._banner()
 
     def _with_local_parameters(self, stack: Stack) -> Stack:
@@ -265,12 +284,17 @@ class Runtime:
             poller.stop()
         if self.scheduler is not None:
             self.scheduler.stop()
+        if self.ses_events is not None:
+            moto_ext.remove_send_listener(self.ses_events.publish)
+            self.ses_events.stop()
         with ThreadPoolExecutor(max_workers=max(1, len(self.sandboxes))) as pool:
             list(pool.map(lambda s: s.stop(), self.sandboxes.values()))
         for poller in self.pollers:
             poller.join(timeout=5.0)
         if self.scheduler is not None:
             self.scheduler.join(timeout=5.0)
+        if self.ses_events is not None:
+            self.ses_events.join(timeout=5.0)
         if self._http is not None:
             if self._http_thread is not None:
                 self._http.shutdown()
@@ -359,6 +383,7 @@ class Runtime:
             "GET     /_local/outbox             sent mails (DELETE clears)",
             "GET     /_local/schedules          schedules; POST /_local/schedules/<name> fires one now",
             "GET     /_local/queues             queue depths, dead-letter queues included",
+            "GET     /_local/ses-events         SES events published (mailbox simulator) and delivered",
             'GET     /_local/health             {"status": "ok"}',
         ):
             console.plain(f"    {line}")

@@ -13,6 +13,10 @@ Local routes:
   ``POST /_local/schedules/<name>`` fires one now and answers with the function's result
   (a function error is a 502 with Lambda's error object; an unknown name a 404)
 * ``GET /_local/queues`` -> each queue's approximate visible / in-flight message counts
+* ``GET /_local/ses-events`` -> SES event publishing (:mod:`mailroom_local.ses_events`): the
+  mode (``simulator``, ``all``, ``off``), the EventBridge rules, and how many sends published
+  events, events were emitted, matched a rule, were delivered, failed (each failed
+  invocation), were dropped after the retries and are pending
 """
 
 from __future__ import annotations
@@ -80,6 +84,7 @@ class HttpApp:
     static_dir: Path
     account_id: str
     console: Console
+    ses_events: Callable[[], dict[str, Any]] | None = None
 
     def handle(self, request: Request) -> ApiResponse:
         if request.path == "/_local" or request.path.startswith("/_local/"):
@@ -145,6 +150,9 @@ class HttpApp:
             "/_local/schedules": {"GET": lambda: json_response(200, self.scheduler.listing())},
             "/_local/queues": {"GET": lambda: json_response(200, self.queues())},
         }
+        if self.ses_events is not None:
+            status = self.ses_events
+            routes["/_local/ses-events"] = {"GET": lambda: json_response(200, status())}
         if path not in routes:
             return json_response(404, {"message": "Not Found"})
         methods = routes[path]

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_ACCOUNT_ID",
     "DEFAULT_STACK_NAME",
+    "EventRuleSpec",
     "FunctionSpec",
     "QueueSpec",
     "RouteSpec",
@@ -56,6 +57,7 @@ IDENTITY_TYPE = "AWS::SES::EmailIdentity"
 CONFIGURATION_SET_TYPE = "AWS::SES::ConfigurationSet"
 SECRET_TYPE = "AWS::SecretsManager::Secret"  # noqa: S105 - a resource type, not a password
 SCHEDULE_EVENT_TYPES = ("ScheduleV2", "Schedule")
+EVENT_RULE_TYPES = ("EventBridgeRule", "CloudWatchEvent")  # SAM's two names of an EventBridge rule
 
 
 @dataclass(frozen=True)
@@ -142,6 +144,17 @@ class ScheduleSpec:
     enabled: bool
     group: str
     description: str = ""
+
+
+@dataclass(frozen=True)
+class EventRuleSpec:
+    """An ``EventBridgeRule`` event: a rule on an event bus whose pattern selects what the function gets."""
+
+    name: str
+    function: str
+    pattern: dict[str, Any]
+    bus: str = "default"
+    enabled: bool = True
 
 
 class Stack:
@@ -518,6 +531,31 @@ class Stack:
                     )
                 )
         return schedules
+
+    @property
+    def event_rules(self) -> list[EventRuleSpec]:
+        """Every ``EventBridgeRule`` (``CloudWatchEvent``) event with an event pattern."""
+        rules: list[EventRuleSpec] = []
+        for function in self.functions.values():
+            for event in function.events.values():
+                if event.type not in EVENT_RULE_TYPES:
+                    continue
+                properties = event.properties
+                pattern = properties.get("Pattern")
+                if not isinstance(pattern, dict) or not pattern:
+                    raise TemplateError(f"{function.logical_id}.{event.name}: an EventBridge rule needs a Pattern")
+                bus = str(properties.get("EventBusName") or "default").rpartition("/")[2]
+                rules.append(
+                    EventRuleSpec(
+                        name=str(properties.get("RuleName") or event.name),
+                        function=function.logical_id,
+                        pattern=pattern,
+                        bus=bus,
+                        enabled=_truthy(properties.get("Enabled", True))
+                        and str(properties.get("State", "ENABLED")).upper() != "DISABLED",
+                    )
+                )
+        return rules
 
     # ------------------------------------------------------------ provision
     def provision(

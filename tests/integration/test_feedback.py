@@ -1,0 +1,124 @@
+"""SES feedback end to end on the embedded runtime: a campaign to the mailbox simulator ->
+SES events (EventBridge) -> SesEventsFunction -> suppressed subscribers, recorded deliveries,
+feedback counters -> the next campaign skips the suppressed."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from mailroom_local import Runtime
+from tests.integration.conftest import http, outbox, wait_for
+from tests.support import TEMPLATE
+
+pytestmark = pytest.mark.integration
+
+BOUNCE = "bounce@simulator.amazonses.com"
+COMPLAINT = "complaint@simulator.amazonses.com"
+SUCCESS = "success@simulator.amazonses.com"
+READER = "reader@example.org"  # no simulator address: no events by default
+
+
+@pytest.fixture(scope="module")
+def runtime() -> Iterator[Runtime]:
+    started = Runtime(TEMPLATE, port=0, quiet=True, ses_events="simulator").start()
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+def admin(runtime: Runtime, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    answer = http(method, f"{runtime.url}/admin/campaigns{path}", body)
+    assert answer.status < 300, (answer.status, answer.text)
+    return answer.json()
+
+
+def subscribe(runtime: Runtime, email: str) -> str:
+    """A subscribed subscriber, put straight into the table (no double opt-in); its id."""
+    subscriber_id = str(uuid.uuid4())
+    runtime.client("dynamodb").put_item(
+        TableName=runtime.stack.physical_name("SubscribersTable"),
+        Item={
+            "email": {"S": email},
+            "id": {"S": subscriber_id},
+            "name": {"S": "Sim"},
+            "status": {"S": "subscribed"},
+            "created_at": {"S": "2026-11-28T09:00:00.000Z"},
+        },
+    )
+    return subscriber_id
+
+
+def subscriber(runtime: Runtime, email: str) -> dict[str, Any]:
+    item = runtime.client("dynamodb").get_item(
+        TableName=runtime.stack.physical_name("SubscribersTable"), Key={"email": {"S": email}}, ConsistentRead=True
+    )["Item"]
+    return {key: next(iter(value.values())) for key, value in item.items()}
+
+
+def record(runtime: Runtime, campaign_id: str, subscriber_id: str) -> dict[str, Any]:
+    item = runtime.client("dynamodb").get_item(
+        TableName=runtime.stack.physical_name("ResultsTable"),
+        Key={"pk": {"S": f"campaign#{campaign_id}"}, "sk": {"S": subscriber_id}},
+        ConsistentRead=True,
+    )["Item"]
+    return {key: next(iter(value.values())) for key, value in item.items()}
+
+
+def feedback_counters(runtime: Runtime, campaign_id: str) -> dict[str, int]:
+    """The feedback counters on the campaign's progress item (where every counter lives)."""
+    item = runtime.client("dynamodb").get_item(
+        TableName=runtime.stack.physical_name("CampaignsTable"),
+        Key={"id": {"S": f"{campaign_id}#progress"}},
+        ConsistentRead=True,
+    )["Item"]
+    return {name: int(item[name]["N"]) if name in item else 0 for name in ("delivered", "bounced", "complained")}
+
+
+def ses_events(runtime: Runtime) -> dict[str, Any]:
+    status: dict[str, Any] = http("GET", f"{runtime.url}/_local/ses-events").json()
+    return status
+
+
+def send_campaign(runtime: Runtime, subject: str) -> dict[str, Any]:
+    campaign = admin(runtime, "POST", "", {"subject": subject, "content": "Hello {{ name }}"})
+    admin(runtime, "POST", f"/{campaign['id']}/send")
+    assert wait_for(lambda: admin(runtime, "GET", f"/{campaign['id']}")["status"] == "sent", timeout=30.0)
+    return dict(campaign)
+
+
+def test_bounces_and_complaints_suppress_and_the_next_campaign_skips_them(runtime: Runtime) -> None:
+    ids = {email: subscribe(runtime, email) for email in (BOUNCE, COMPLAINT, SUCCESS, READER)}
+    first = send_campaign(runtime, "First issue")
+
+    # 4 sends with the configuration set; events: success: Send + Delivery; bounce: Send +
+    # Bounce; complaint: Send + Delivery + Complaint; the reader: none
+    def settled() -> dict[str, Any] | None:
+        status = ses_events(runtime)
+        return status if status["delivered"] >= 7 and status["pending"] == 0 else None
+
+    status = wait_for(settled, timeout=90.0)  # a record still being sent is retried after a minute
+    assert status, ses_events(runtime)
+    assert (status["mode"], status["sends"], status["emitted"], status["dropped"]) == ("simulator", 4, 7, 0)
+
+    bounced, complained = subscriber(runtime, BOUNCE), subscriber(runtime, COMPLAINT)
+    assert (bounced["status"], bounced["suppressed_reason"]) == ("suppressed", "bounce: Permanent/General")
+    assert (complained["status"], complained["suppressed_reason"]) == ("suppressed", "complaint: abuse")
+    assert subscriber(runtime, SUCCESS)["status"] == "subscribed"
+    assert subscriber(runtime, READER)["status"] == "subscribed"
+    delivered = record(runtime, first["id"], ids[SUCCESS])
+    assert delivered["status"] == "sent" and delivered["delivered_at"]
+    assert record(runtime, first["id"], ids[BOUNCE])["bounce_type"] == "Permanent"
+    assert record(runtime, first["id"], ids[COMPLAINT])["complaint_type"] == "abuse"
+    assert "delivered_at" not in record(runtime, first["id"], ids[READER])  # no events for it by default
+    assert admin(runtime, "GET", f"/{first['id']}")["counters"]["sent"] == 4
+    assert feedback_counters(runtime, first["id"]) == {"delivered": 2, "bounced": 1, "complained": 1}
+
+    second = send_campaign(runtime, "Second issue")
+    mailed = [address for mail in outbox(runtime) if mail["subject"] == "Second issue" for address in mail["to"]]
+    assert sorted(mailed) == sorted([SUCCESS, READER])
+    assert admin(runtime, "GET", f"/{second['id']}")["counters"]["recipients"] == 2
