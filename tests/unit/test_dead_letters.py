@@ -26,6 +26,7 @@ TASK = {
     "failures": 9,
 }
 WELCOME = {"kind": "welcome", "subscriber_id": "s3", "email": "c@example.com", "attempt": 0, "failures": 9}
+CONFIRMATION = {"kind": "confirmation", "subscriber_id": "s4", "email": "d@example.com", "seq": 2, "failures": 9}
 
 
 @pytest.fixture
@@ -50,14 +51,21 @@ def test_the_dead_letter_view_shows_counts_and_reasons_and_leaves_them_there(
     stack: Stack, campaigns: Campaigns
 ) -> None:
     _fill(stack)
+    _dead_letter(stack, "WelcomeDeadLetterQueue", CONFIRMATION, "InternalFailure: confirmation")
     status, listing = campaigns.call("GET", "/admin/dead-letters")
     assert status == 200
-    assert listing["counts"] == {"welcome": 1, "newsletter": 2, "fanout": 0}
+    assert listing["counts"] == {"welcome": 2, "newsletter": 2, "fanout": 0}
     by_reason = {item["reason"]: item for item in listing["items"]}
     assert set(by_reason) == {
         "InternalFailure: SES is down",
         NO_REASON,
         "MessageRejected: not verified news@example.com",
+        "InternalFailure: confirmation",
+    }
+    assert by_reason["InternalFailure: confirmation"]["task"] == {
+        "kind": "confirmation",
+        "subscriber_id": "s4",
+        "seq": 2,
     }
     assert by_reason["InternalFailure: SES is down"]["task"] == {
         "kind": "campaign",

@@ -79,6 +79,8 @@ def describe(queue: str, message: dict[str, Any]) -> dict[str, Any]:
             summary |= {"campaign_id": task.get("campaign_id"), "recipients": len(task.get("recipients") or [])}
         elif task.get("kind") == "welcome":
             summary |= {"subscriber_id": task.get("subscriber_id")}
+        elif task.get("kind") == "confirmation":
+            summary |= {"subscriber_id": task.get("subscriber_id"), "seq": task.get("seq")}
         elif task.get("kind") == "fanout":
             summary |= {"campaign_id": task.get("campaign_id"), "segment": task.get("segment")}
     return {
