@@ -35,6 +35,7 @@ from mailroom.adapters.dynamodb import SubscriberRepository, to_item
 from mailroom.adapters.results import CampaignResults
 from mailroom.adapters.ses import Mailer
 from mailroom.config import NewsletterWorkerSettings
+from mailroom.links import Links
 from mailroom.logic.delivery import Sender
 from mailroom.logic.sending import CampaignSender, TaskResult
 from mailroom.mail import to_mime
@@ -51,10 +52,13 @@ from mailroom.models import (
     utcnow,
 )
 from mailroom.pacing import AccountRate, Pacer, share_of
+from mailroom.tokens import Tokens
 from mailroom.worker import Budget
 
 SENDER = Sender("newsletter@example.com", "Mailroom")
 PUBLIC_URL = "https://mailroom.example.com"
+# Every mail signs its unsubscribe link (HMAC-SHA256), as in AWS; the key is read once there too.
+LINK_TOKENS = Tokens([b"bench-link-signing-key-0123456789abcdef"])
 TEMPLATE = Path(__file__).resolve().parents[1] / "template.yaml"
 WORKER_FUNCTION = "NewsletterWorkerFunction"
 # The worker's defaults (template.yaml / NewsletterWorkerSettings).
@@ -205,7 +209,7 @@ def build_worker(setup: Setup, fake: FakeAws, threads: int, max_concurrency: int
         subscribers=SubscriberRepository(setup.subscribers_table, client=dynamodb()),
         mailer=Mailer(client=fake.install(client("sesv2", SEND_CONFIG))),
         sender=SENDER,
-        public_url=PUBLIC_URL,
+        links=Links(PUBLIC_URL, lambda: LINK_TOKENS),
         pacer=pacer,
         executor=executor,
     )
