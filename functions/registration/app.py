@@ -90,9 +90,7 @@ def confirm() -> Response[Any]:
     subscriber = lifecycle.confirm(_subscriber_id(CONFIRM), correlation_id=logger.get_correlation_id())
     if subscriber is None:
         metrics.add_metric(name="InvalidLinks", unit=MetricUnit.Count, value=1)
-        return _answer(
-            404, "not_found", "Link expired", "This confirmation link has expired. Please sign up again."
-        )
+        return _answer(404, "not_found", "Link expired", "This confirmation link has expired. Please sign up again.")
     if subscriber.status is SubscriberStatus.SUBSCRIBED:
         metrics.add_metric(name="Confirmations", unit=MetricUnit.Count, value=1)
         return _answer(200, "confirmed", "Subscription confirmed", "Thank you: your subscription is confirmed.")
