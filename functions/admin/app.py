@@ -1,5 +1,5 @@
-"""Admin API: campaigns under /admin/campaigns, dead letters under /admin/dead-letters
-(authentication arrives with the security work).
+"""Admin API: campaigns under /admin/campaigns, subscribers under /admin/subscribers, dead
+letters under /admin/dead-letters (authentication arrives with the security work).
 
 Thin handler: parse and validate (mailroom.api, mailroom.models), call the logic
 (mailroom.logic.campaigns), answer JSON. Unknown ids are 404, a request that does not fit
@@ -8,23 +8,31 @@ the campaign's state is 409, bad input is 400/413/415 naming the field.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
+import re
 from typing import Any
+from urllib.parse import urlencode
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from mailroom.adapters.campaigns import CampaignRepository, InvalidCursor
+from mailroom.adapters.audience import PersonalRecords, SubscriberDirectory
+from mailroom.adapters.campaigns import CampaignRepository, InvalidCursor, decode_cursor, encode_cursor
 from mailroom.adapters.deadletters import DeadLetterOffice, DeadLetterQueue
 from mailroom.adapters.dynamodb import SubscriberRepository
 from mailroom.adapters.results import CampaignResults
+from mailroom.adapters.secrets import LinkKeys
 from mailroom.adapters.ses import Mailer
 from mailroom.adapters.sqs import TaskQueue
-from mailroom.api import ApiError, install_error_handlers, parse_json_body, query_int, respond
+from mailroom.api import ApiError, header, install_error_handlers, parse_json_body, query_int, respond
 from mailroom.config import AdminSettings
 from mailroom.content import ContentError
 from mailroom.errors import Conflict, NotFound, PermanentSendError, RetryableSendError, SendError
+from mailroom.links import Links
+from mailroom.logic.audience import ImportRejected, erase, find, import_rows, parse_csv, to_csv
 from mailroom.logic.campaigns import CampaignAdmin, content_of
 from mailroom.logic.delivery import Sender
 from mailroom.models import (
@@ -34,7 +42,9 @@ from mailroom.models import (
     DraftPreviewRequest,
     PreviewRequest,
     RedriveRequest,
+    SubscriberStatus,
     TestSendRequest,
+    utcnow,
 )
 from mailroom.observability import MetricUnit, logger, metrics
 from mailroom.worker import Budget
@@ -46,9 +56,9 @@ admin = CampaignAdmin(
     campaigns=campaigns,
     fanout_queue=TaskQueue(settings.fanout_queue_url),
     subscribers=SubscriberRepository(settings.subscribers_table),
-    mailer=Mailer(),
+    mailer=Mailer(configuration_set=settings.configuration_set),
     sender=Sender(settings.sender_address, settings.sender_name),
-    public_url=settings.public_url,
+    links=Links(settings.public_url, LinkKeys(settings.token_secret_arn).tokens),
     segments=settings.fanout_segments,
 )
 dead_letters = DeadLetterOffice(
@@ -63,6 +73,15 @@ REDRIVE_MARGIN_MS = 5_000
 RECIPIENT_STATUSES = tuple(status.value for status in DeliveryStatus)
 # Room for a campaign's content (at most 100 KiB) escaped into JSON.
 MAX_BODY_BYTES = 256 * 1024
+directory = SubscriberDirectory(settings.subscribers_table)
+personal_records = PersonalRecords(settings.results_table)
+welcome_queue = TaskQueue(settings.welcome_queue_url)
+SUBSCRIBER_STATUSES = tuple(status.value for status in SubscriberStatus)
+SUBSCRIBER_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
+MAX_IMPORT_BYTES = 1024 * 1024
+MAX_QUERY_LENGTH = 254
+# An export page: 5,000 rows of at most ~1 KB stay far below Lambda's 6 MB response limit.
+EXPORT_ROWS = 5_000
 
 app = APIGatewayRestResolver()
 
@@ -153,6 +172,133 @@ def recipients(campaign_id: str) -> Response[Any]:
     admin.get(campaign_id)
     items, cursor = results.recipients(campaign_id, DeliveryStatus(status) if status else None, limit, _cursor())
     return respond(200, {"items": items, "next_cursor": cursor})
+
+
+def _subscriber_status(params: dict[str, str]) -> SubscriberStatus | None:
+    status = params.get("status") or None
+    if status is not None and status not in SUBSCRIBER_STATUSES:
+        raise ApiError(400, "invalid_query", f"status must be one of {', '.join(SUBSCRIBER_STATUSES)}.", field="status")
+    return SubscriberStatus(status) if status else None
+
+
+def _start_after() -> str | None:
+    """The address a subscribers cursor goes on after."""
+    key = decode_cursor(_cursor(), ("email",))
+    return str(key["email"]["S"]) if key else None
+
+
+def _subscribers_cursor(email: str | None) -> str | None:
+    return encode_cursor({"email": {"S": email}}) if email else None
+
+
+def _subscriber_id(subscriber_id: str) -> str:
+    if not SUBSCRIBER_ID.fullmatch(subscriber_id):
+        raise ApiError(400, "invalid_path", "A subscriber id is 1 to 64 letters, digits or '-'.", field="id")
+    return subscriber_id
+
+
+def _csv_body() -> str:
+    """The request's CSV (UTF-8, a BOM tolerated), or ApiError 415/413/400."""
+    event = app.current_event.raw_event
+    content_type, _, parameters = (header(event.get("headers"), "content-type") or "").partition(";")
+    if content_type.strip().lower() != "text/csv":
+        raise ApiError(
+            415, "unsupported_media_type", f"Content-Type must be text/csv, not {content_type.strip() or 'missing'}."
+        )
+    charset = re.search(r"charset\s*=\s*\"?([\w-]+)", parameters, re.IGNORECASE)
+    if charset and charset.group(1).lower() not in ("utf-8", "utf8"):
+        raise ApiError(415, "unsupported_media_type", "The CSV must be UTF-8 (charset=utf-8).")
+    body = event.get("body") or ""
+    try:
+        raw = (
+            base64.b64decode(body, validate=True)
+            if event.get("isBase64Encoded")
+            else body.encode("utf-8", "surrogatepass")
+        )
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        raise ApiError(400, "invalid_body", "The body could not be read.") from None
+    if len(raw) > MAX_IMPORT_BYTES:
+        raise ApiError(413, "body_too_large", f"The file is {len(raw)} bytes; at most {MAX_IMPORT_BYTES} are accepted.")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ApiError(400, "invalid_encoding", "The file is not valid UTF-8.") from None
+
+
+@app.get("/admin/subscribers")
+def list_subscribers() -> Response[Any]:
+    """Subscribers in table order (a scan), filtered by status and by ``q`` (part of the
+    address or the name, any case)."""
+    params = app.current_event.query_string_parameters or {}
+    status = _subscriber_status(params)
+    q = (params.get("q") or "").strip() or None
+    if q is not None and len(q) > MAX_QUERY_LENGTH:
+        raise ApiError(400, "invalid_query", f"q must be at most {MAX_QUERY_LENGTH} characters.", field="q")
+    limit = query_int(params, "limit", 50, 1, 200)
+    items, last = find(directory, status, q, limit, _start_after())
+    return respond(200, {"items": [s.public() for s in items], "next_cursor": _subscribers_cursor(last)})
+
+
+@app.post("/admin/subscribers/import")
+def import_subscribers() -> Response[Any]:
+    params = app.current_event.query_string_parameters or {}
+    flag = (params.get("confirmed") or "false").lower()
+    if flag not in ("true", "false"):
+        raise ApiError(400, "invalid_query", "confirmed must be true or false.", field="confirmed")
+    text = _csv_body()
+    try:
+        parsed = parse_csv(text)
+    except ImportRejected as exc:
+        raise ApiError(400, exc.code, exc.message, field="body") from None
+    report = import_rows(
+        parsed,
+        flag == "true",
+        directory,
+        welcome_queue,
+        utcnow(),
+        settings.confirmation_days,
+        correlation_id=logger.get_correlation_id(),
+    )
+    logger.info(
+        "subscribers imported",
+        extra={"imported": len(report.imported), "rejected": len(report.rejected), "failed": len(report.failed)},
+    )
+    metrics.add_metric(name="SubscribersImported", unit=MetricUnit.Count, value=len(report.imported))
+    return respond(200, report.public())
+
+
+@app.get("/admin/subscribers/export")
+def export_subscribers() -> Response[Any]:
+    """A page of CSV (at most EXPORT_ROWS rows); the next page's cursor in ``X-Next-Cursor``
+    and a ``Link: <?...>; rel="next"`` header."""
+    params = app.current_event.query_string_parameters or {}
+    status = _subscriber_status(params)
+    items, last = find(directory, status, None, EXPORT_ROWS, _start_after(), max_reads=20, read_size=1000)
+    headers = {"Cache-Control": "no-store", "Content-Disposition": 'attachment; filename="subscribers.csv"'}
+    cursor = _subscribers_cursor(last)
+    if cursor:
+        query = ({"status": status.value} if status else {}) | {"cursor": cursor}
+        headers |= {"X-Next-Cursor": cursor, "Link": f'<?{urlencode(query)}>; rel="next"'}
+    return Response(status_code=200, content_type="text/csv; charset=utf-8", body=to_csv(items), headers=headers)
+
+
+@app.get("/admin/subscribers/<subscriber_id>")
+def get_subscriber(subscriber_id: str) -> Response[Any]:
+    subscriber = directory.find_by_id(_subscriber_id(subscriber_id))
+    if subscriber is None:
+        raise NotFound(f"No subscriber {subscriber_id}.")
+    return respond(200, subscriber.public())
+
+
+@app.delete("/admin/subscribers/<subscriber_id>")
+def erase_subscriber(subscriber_id: str) -> Response[Any]:
+    """Erase a subscriber's personal data (GDPR). Repeatable: a call that finds neither the
+    subscriber nor anything of theirs left is a 404."""
+    erasure = erase(_subscriber_id(subscriber_id), directory, personal_records, campaigns, results, utcnow())
+    if not erasure.anything:
+        raise NotFound(f"No subscriber {subscriber_id}, and no personal data of theirs left.")
+    metrics.add_metric(name="SubscribersErased", unit=MetricUnit.Count, value=1)
+    return respond(200, erasure.public())
 
 
 @app.get("/admin/dead-letters")

@@ -1,0 +1,197 @@
+"""DynamoDB for subscriber management: paging the subscribers table, importing, and erasing
+the personal data a subscriber left in the results table.
+
+Result records are scrubbed by an allow-list: every attribute that is not one of
+``ANONYMOUS_ATTRIBUTES`` (keys, status, times, claim tokens) is removed, so an attribute
+added later (an SES diagnostic, an address in an error message) cannot survive an erasure
+by being forgotten here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from contextlib import suppress
+from typing import TYPE_CHECKING, Any
+
+from mailroom.adapters.aws import dynamodb_client
+from mailroom.adapters.dynamodb import from_item, to_item
+from mailroom.models import Subscriber
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+BY_ID = "ById"
+BATCH_GET_LIMIT = 100
+BATCH_ATTEMPTS = 6
+# What a result record keeps after an erasure: enough for the campaign's counts and the
+# recipients listing (by subscriber id, which nothing maps to a person any more).
+ANONYMOUS_ATTRIBUTES = frozenset(
+    {
+        "pk",
+        "sk",
+        "status",
+        "problem",
+        "claim",
+        "claimed_at",
+        "resolved_at",
+        "sent_at",
+        "failed_at",
+        "released_at",
+        "uncertain_at",
+        "attempts",
+        "expires_at",
+        "erased_at",
+    }
+)
+
+
+class SubscriberDirectory:
+    """The subscribers table as the admin API sees it (key: the normalized email)."""
+
+    def __init__(self, table_name: str, client: DynamoDBClient | None = None) -> None:
+        self.table_name = table_name
+        self.client = client or dynamodb_client()
+
+    def scan(self, start_after: str | None, limit: int) -> tuple[list[Subscriber], str | None]:
+        """Up to ``limit`` subscribers in table order after the address ``start_after``, and
+        the address to go on after (None: the end of the table)."""
+        kwargs: dict[str, Any] = {"TableName": self.table_name, "Limit": limit}
+        if start_after is not None:
+            kwargs["ExclusiveStartKey"] = to_item({"email": start_after})
+        response = self.client.scan(**kwargs)
+        found = [Subscriber.model_validate(from_item(item)) for item in response.get("Items", [])]
+        last = response.get("LastEvaluatedKey")
+        return found, (str(from_item(last)["email"]) if last else None)
+
+    def find_by_id(self, subscriber_id: str) -> Subscriber | None:
+        """The ById index (keys only, eventually consistent) names the address; a consistent
+        read of it confirms the id (the address may have changed hands since)."""
+        response = self.client.query(
+            TableName=self.table_name,
+            IndexName=BY_ID,
+            KeyConditionExpression="id = :id",
+            ExpressionAttributeValues=to_item({":id": subscriber_id}),
+            Limit=2,
+        )
+        for item in response.get("Items", []):
+            got = self.client.get_item(
+                TableName=self.table_name, Key=to_item({"email": from_item(item)["email"]}), ConsistentRead=True
+            ).get("Item")
+            subscriber = Subscriber.model_validate(from_item(got)) if got else None
+            if subscriber is not None and subscriber.id == subscriber_id:
+                return subscriber
+        return None
+
+    def insert(self, values: dict[str, Any]) -> bool:
+        """Write a new subscriber unless the address exists; True if it is (now) ours.
+
+        A refusal naming our own id means an earlier try of this very put went through
+        (its answer was lost and botocore sent it again).
+        """
+        try:
+            self.client.put_item(
+                TableName=self.table_name,
+                Item=to_item(values),
+                ConditionExpression="attribute_not_exists(email)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except self.client.exceptions.ConditionalCheckFailedException as exc:
+            old = getattr(exc, "response", {}).get("Item") or {}
+            return bool(old) and from_item(old).get("id") == values["id"]
+        return True
+
+    def delete(self, email: str, subscriber_id: str) -> bool:
+        """Delete the subscriber if it still has this id; False if it was not there."""
+        try:
+            self.client.delete_item(
+                TableName=self.table_name,
+                Key=to_item({"email": email}),
+                ConditionExpression="id = :id",
+                ExpressionAttributeValues=to_item({":id": subscriber_id}),
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def mark_confirmation_queued(self, email: str, subscriber_id: str, seq: int) -> None:
+        """Confirmation ``seq`` reached the queue (registration reads it: see Subscriber)."""
+        with suppress(self.client.exceptions.ConditionalCheckFailedException):
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=to_item({"email": email}),
+                UpdateExpression="SET confirmations_queued = :seq",
+                ConditionExpression="id = :id",
+                ExpressionAttributeValues=to_item({":seq": seq, ":id": subscriber_id}),
+            )
+
+
+class PersonalRecords:
+    """The results table's records of one subscriber: found by key, scrubbed in place."""
+
+    def __init__(
+        self, table_name: str, client: DynamoDBClient | None = None, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
+        self.table_name = table_name
+        self.client = client or dynamodb_client()
+        self.sleep = sleep
+
+    def keys_with_prefix(self, pk: str, prefix: str) -> list[tuple[str, str]]:
+        """The keys of the records under ``pk`` whose sort key starts with ``prefix``."""
+        keys: list[tuple[str, str]] = []
+        paginator = self.client.get_paginator("query")
+        for page in paginator.paginate(
+            TableName=self.table_name,
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :prefix)",
+            ProjectionExpression="pk, sk",
+            ExpressionAttributeValues=to_item({":pk": pk, ":prefix": prefix}),
+            ConsistentRead=True,
+        ):
+            keys.extend((str(item["pk"]["S"]), str(item["sk"]["S"])) for item in page.get("Items", []))
+        return keys
+
+    def scrub(self, keys: Sequence[tuple[str, str]], now: str) -> int:
+        """Remove every attribute but ``ANONYMOUS_ATTRIBUTES`` from the records that exist
+        among ``keys`` (BatchGetItem, 100 keys a call); the number of records changed.
+
+        Each update is conditioned on the record existing (never creates one) and removes
+        what the read found: a record resolved in between keeps its new status.
+        """
+        scrubbed = 0
+        for record in self._get_many(keys):
+            personal = sorted(set(record) - ANONYMOUS_ATTRIBUTES)
+            if not personal:
+                continue
+            names = {f"#a{index}": name for index, name in enumerate(personal)}
+            try:
+                self.client.update_item(
+                    TableName=self.table_name,
+                    Key=to_item({"pk": record["pk"], "sk": record["sk"]}),
+                    UpdateExpression="SET erased_at = :now REMOVE " + ", ".join(names),
+                    ConditionExpression="attribute_exists(pk)",
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=to_item({":now": now}),
+                )
+            except self.client.exceptions.ConditionalCheckFailedException:
+                continue
+            scrubbed += 1
+        return scrubbed
+
+    def _get_many(self, keys: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), BATCH_GET_LIMIT):
+            pending = [to_item({"pk": pk, "sk": sk}) for pk, sk in unique[start : start + BATCH_GET_LIMIT]]
+            for attempt in range(BATCH_ATTEMPTS):
+                response = self.client.batch_get_item(
+                    RequestItems={self.table_name: {"Keys": pending, "ConsistentRead": True}}
+                )
+                found += [from_item(item) for item in response.get("Responses", {}).get(self.table_name, [])]
+                unprocessed: dict[str, Any] = dict(response.get("UnprocessedKeys") or {})
+                pending = list(unprocessed.get(self.table_name, {}).get("Keys", []))
+                if not pending:
+                    break
+                self.sleep(min(0.05 * 2**attempt, 1.0))
+            else:
+                raise RuntimeError(f"{len(pending)} record(s) not read after {BATCH_ATTEMPTS} attempts")
+        return found
