@@ -117,6 +117,7 @@ def test_bounces_and_complaints_suppress_and_the_next_campaign_skips_them(runtim
     assert "delivered_at" not in record(runtime, first["id"], ids[READER])  # no events for it by default
     assert admin(runtime, "GET", f"/{first['id']}")["counters"]["sent"] == 4
     assert feedback_counters(runtime, first["id"]) == {"delivered": 2, "bounced": 1, "complained": 1}
+    assert admin(runtime, "GET", f"/{first['id']}")["feedback"] == {"delivered": 2, "bounced": 1, "complained": 1}
 
     second = send_campaign(runtime, "Second issue")
     mailed = [address for mail in outbox(runtime) if mail["subject"] == "Second issue" for address in mail["to"]]

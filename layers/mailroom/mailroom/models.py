@@ -366,6 +366,7 @@ class TestSendRequest(Strict):
 
 
 COUNTERS = ("recipients", "sent", "failed", "skipped", "uncertain", "resolved")
+FEEDBACK_COUNTERS = ("delivered", "bounced", "complained")
 
 
 class Campaign(BaseModel):
@@ -448,6 +449,9 @@ class Resolution:
     message_id: str | None = None
     error: str | None = None
     held: str | None = None
+    # False: the subscriber is gone (erased, or the address belongs to somebody else now):
+    # the record must not get the address back (GDPR erasure)
+    keep_address: bool = True
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from botocore.exceptions import ClientError
 
 from mailroom.adapters.aws import dynamodb_client
 from mailroom.adapters.dynamodb import from_item, to_item
-from mailroom.models import COUNTERS, Campaign, CampaignStatus
+from mailroom.models import COUNTERS, FEEDBACK_COUNTERS, Campaign, CampaignStatus
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -389,6 +389,10 @@ def _merge(main: dict[str, Any], progress: dict[str, Any] | None) -> Campaign:
     """The campaign model from its two items (a campaign never started has no progress)."""
     values = {key: main.get(key) for key in MAIN_FIELDS if main.get(key) is not None}
     if progress:
-        values |= {key: progress[key] for key in (*COUNTERS, "segments", "segments_left") if key in progress}
+        values |= {
+            key: progress[key]
+            for key in (*COUNTERS, *FEEDBACK_COUNTERS, "segments", "segments_left")
+            if key in progress
+        }
         values["progressed_at"] = progress.get("progressed_at")
     return Campaign.model_validate(values)

@@ -168,7 +168,7 @@ class CampaignResults:
                 "pk": pk,
                 "sk": resolution.subscriber_id,
                 "status": resolution.status.value,
-                "email": resolution.email,
+                "email": resolution.email if resolution.keep_address else None,
                 "claimed_at": resolution.claimed_at,
                 "resolved_at": now,
                 "message_id": resolution.message_id,

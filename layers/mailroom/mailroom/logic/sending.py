@@ -271,7 +271,8 @@ class CampaignSender:
         eligible: list[Recipient] = []
         for recipient in recipients:
             subscriber = current.get(recipient.email)
-            if subscriber is None or subscriber.id != recipient.id or subscriber.status != SubscriberStatus.SUBSCRIBED:
+            gone = subscriber is None or subscriber.id != recipient.id
+            if gone or subscriber is None or subscriber.status != SubscriberStatus.SUBSCRIBED:
                 skipped.append(
                     Resolution(
                         recipient.id,
@@ -279,6 +280,7 @@ class CampaignSender:
                         DeliveryStatus.SKIPPED,
                         error="no longer subscribed",
                         held=recipient.held,
+                        keep_address=not gone,
                     )
                 )
             else:
