@@ -166,6 +166,7 @@ def test_local_routes_list_schedules_and_queues(runtime: Runtime) -> None:
         "DispatcherFailureQueue",
         "FanoutQueue",
         "FanoutDeadLetterQueue",
+        "SesEventsDeadLetterQueue",
     }
     assert queues["WelcomeDeadLetterQueue"]["dead_letter_queue_of"] == "WelcomeQueue"
     for queue in queues.values():
