@@ -11,7 +11,13 @@ from botocore.exceptions import ClientError
 
 from mailroom.adapters.dynamodb import SubscriberRepository
 from mailroom.adapters.sqs import TaskQueue
-from mailroom.logic.registration import CONFIRMATION_RESEND_SECONDS, Lifecycle, Registered
+from mailroom.logic.registration import (
+    CONFIRMATION_LIMIT,
+    CONFIRMATION_RESEND_SECONDS,
+    CONFIRMATION_STALE_SECONDS,
+    Lifecycle,
+    Registered,
+)
 from mailroom.models import Registration, Subscriber, SubscriberStatus
 from mailroom_local.template import Stack
 from tests.support import REGION, queue_messages
@@ -103,11 +109,25 @@ def test_an_unsubscribed_address_that_registers_again_must_confirm_again(
     stack: Stack, lifecycle: Lifecycle, subscribers: SubscriberRepository
 ) -> None:
     subscribers.create(
-        Subscriber(id="s-9", email="ada@example.com", status=SubscriberStatus.UNSUBSCRIBED, created_at="2026-01-01Z")
+        Subscriber(
+            id="s-9",
+            email="ada@example.com",
+            name="Old",
+            consent="old consent",
+            status=SubscriberStatus.UNSUBSCRIBED,
+            created_at="2026-01-01Z",
+            confirmations=1,
+            confirmations_queued=1,
+            confirmation_sent_at="2026-11-28T09:59:00.000Z",  # a minute ago: no resend limit now
+            unsubscribed_at="2026-11-28T09:59:30.000Z",
+        )
     )
-    assert lifecycle.register(Registration(email="ada@example.com")) is Registered.RESENT
-    assert stored(subscribers).status is SubscriberStatus.PENDING
-    assert tasks(stack) == [("confirmation", "s-9", 1)]
+    request = Registration(email="ada@example.com", name="Ada", consent="new consent")
+    assert lifecycle.register(request) is Registered.RESENT
+    subscriber = stored(subscribers)
+    assert subscriber.status is SubscriberStatus.PENDING and subscriber.unsubscribed_at is None
+    assert (subscriber.name, subscriber.consent) == ("Ada", "new consent")  # the new opt-in's record
+    assert tasks(stack) == [("confirmation", "s-9", 2)]
 
 
 def test_a_refused_confirmation_task_leaves_no_subscriber(
@@ -128,8 +148,11 @@ def test_a_request_that_never_reached_the_queue_does_not_count_towards_the_resen
     # a registration of the known, pending address whose queueing fails (the client sees an error) ...
     with mock.patch.object(welcome_queue.client, "send_message", side_effect=refused), pytest.raises(ClientError):
         _resend_now(lifecycle, subscribers)
-    # ... does not lock the address out: the retry, moments later, queues the mail
-    assert _resend_now(lifecycle, subscribers) is Registered.RESENT
+    # ... does not lock the address out for the resend window: a retry soon after queues the mail
+    lifecycle.clock.advance(CONFIRMATION_STALE_SECONDS - 1)  # type: ignore[attr-defined]
+    assert lifecycle.register(Registration(email="ada@example.com")) is Registered.LIMITED
+    lifecycle.clock.advance(1)  # type: ignore[attr-defined]
+    assert lifecycle.register(Registration(email="ada@example.com")) is Registered.RESENT
     assert tasks(stack) == [("confirmation", "s-1", 3)]
 
 
@@ -141,14 +164,46 @@ def _resend_now(lifecycle: Lifecycle, subscribers: SubscriberRepository) -> Regi
 
 
 def test_a_registration_whose_mark_fails_still_succeeds_and_the_next_one_may_resend(
-    stack: Stack, lifecycle: Lifecycle, subscribers: SubscriberRepository
+    stack: Stack, lifecycle: Lifecycle, subscribers: SubscriberRepository, clock: Clock
 ) -> None:
     broken = ClientError({"Error": {"Code": "InternalServerError", "Message": "no"}}, "UpdateItem")
     with mock.patch.object(subscribers.client, "update_item", side_effect=broken):
         assert lifecycle.register(Registration(email="ada@example.com")) is Registered.NEW
     assert stored(subscribers).confirmations_queued == 0
+    clock.advance(CONFIRMATION_STALE_SECONDS)
     assert lifecycle.register(Registration(email="ada@example.com")) is Registered.RESENT
     assert tasks(stack) == [("confirmation", "s-1", 1), ("confirmation", "s-1", 2)]
+
+
+def test_a_double_click_sends_one_confirmation_mail(
+    stack: Stack, lifecycle: Lifecycle, subscribers: SubscriberRepository, welcome_queue: TaskQueue
+) -> None:
+    """The second request arrives while the first is still queueing its task."""
+    lifecycle.register(Registration(email="ada@example.com"))
+    queue_messages(stack, "WelcomeQueue")
+    real_send = welcome_queue.send
+    answers: list[Registered] = []
+
+    def send_while_another_arrives(body: str, *args: object, **kwargs: object) -> str:
+        answers.append(lifecycle.register(Registration(email="ada@example.com")))
+        return real_send(body)
+
+    clock = lifecycle.clock
+    assert isinstance(clock, Clock)
+    clock.advance(CONFIRMATION_RESEND_SECONDS)  # the resend window is over: one more may go
+    with mock.patch.object(welcome_queue, "send", side_effect=send_while_another_arrives):
+        assert lifecycle.register(Registration(email="ada@example.com")) is Registered.RESENT
+    assert answers == [Registered.LIMITED]
+    assert tasks(stack) == [("confirmation", "s-1", 2)]
+
+
+def test_nobody_gets_more_than_the_limit_of_confirmation_mails(
+    stack: Stack, lifecycle: Lifecycle, subscribers: SubscriberRepository, clock: Clock
+) -> None:
+    for _ in range(CONFIRMATION_LIMIT + 3):
+        lifecycle.register(Registration(email="ada@example.com"))
+        clock.advance(CONFIRMATION_RESEND_SECONDS)
+    assert [seq for _, _, seq in tasks(stack)] == list(range(1, CONFIRMATION_LIMIT + 1))
 
 
 def test_confirming_subscribes_once_and_queues_one_welcome(

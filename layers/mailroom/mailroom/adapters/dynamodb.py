@@ -77,7 +77,8 @@ class SubscriberRepository:
     def _transition(self, email: str, subscriber_id: str, condition: str, update: str, values: dict[str, Any]) -> bool:
         """A conditional update of the subscriber with this id; False if the condition failed
         (another state, or the address now belongs to another subscriber, or none)."""
-        names = {"ExpressionAttributeNames": {"#status": "status"}} if "#status" in condition + update else {}
+        used = {f"#{word}": word for word in ("status", "name") if f"#{word}" in condition + update}
+        names = {"ExpressionAttributeNames": used} if used else {}
         try:
             self.client.update_item(
                 TableName=self.table_name,
@@ -92,19 +93,24 @@ class SubscriberRepository:
         return True
 
     def request_confirmation(
-        self, email: str, subscriber_id: str, now: str, resend_after: str, expires_at: int
+        self, email: str, subscriber_id: str, now: str, resend_after: str, stale_after: str, expires_at: int, limit: int
     ) -> int | None:
-        """Count one more confirmation mail for a pending subscriber and return its number,
-        or None if one was requested after ``resend_after`` and reached the queue (the
-        resend limit). Extends the pending subscriber's life to ``expires_at``."""
+        """Count one more confirmation mail for a pending subscriber and return its number;
+        None if the last one was requested after ``resend_after`` (the resend limit) - or, if
+        it never reached the queue, after ``stale_after`` (it may still be on its way: a
+        double click must not send two) - or if ``limit`` were requested already. Extends
+        the pending subscriber's life to ``expires_at``."""
         try:
             response = self.client.update_item(
                 TableName=self.table_name,
                 Key=to_item({"email": email}),
                 UpdateExpression="SET confirmation_sent_at = :now, expires_at = :expires ADD confirmations :one",
                 ConditionExpression=(
-                    "id = :id AND #status = :pending AND (attribute_not_exists(confirmation_sent_at)"
-                    " OR confirmation_sent_at <= :after OR confirmations_queued < confirmations)"
+                    "id = :id AND #status = :pending"
+                    " AND (attribute_not_exists(confirmations) OR confirmations < :limit)"
+                    " AND (attribute_not_exists(confirmation_sent_at)"
+                    " OR (confirmations_queued = confirmations AND confirmation_sent_at <= :after)"
+                    " OR (confirmations_queued < confirmations AND confirmation_sent_at <= :stale))"
                 ),
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues=to_item(
@@ -113,7 +119,9 @@ class SubscriberRepository:
                         ":pending": SubscriberStatus.PENDING.value,
                         ":now": now,
                         ":after": resend_after,
+                        ":stale": stale_after,
                         ":expires": expires_at,
+                        ":limit": limit,
                         ":one": 1,
                     }
                 ),
@@ -132,18 +140,30 @@ class SubscriberRepository:
             {":seq": seq},
         )
 
-    def resubscribe(self, email: str, subscriber_id: str, expires_at: int) -> bool:
-        """An unsubscribed subscriber who registers again is pending again (double opt-in anew)."""
+    def resubscribe(
+        self, email: str, subscriber_id: str, expires_at: int, name: str | None, consent: str | None
+    ) -> bool:
+        """An unsubscribed subscriber who registers again is pending again (double opt-in anew),
+        with the new registration's name and consent, and may be sent a confirmation at once."""
+        values: dict[str, Any] = {
+            ":unsubscribed": SubscriberStatus.UNSUBSCRIBED.value,
+            ":pending": SubscriberStatus.PENDING.value,
+            ":expires": expires_at,
+        }
+        sets = ["#status = :pending", "expires_at = :expires"]
+        removes = ["unsubscribed_at", "confirmation_sent_at"]
+        for field, value in (("name", name), ("consent", consent)):
+            if value is None:
+                removes.append(f"#{field}" if field == "name" else field)
+            else:
+                sets.append(f"{'#name' if field == 'name' else field} = :{field}")
+                values[f":{field}"] = value
         return self._transition(
             email,
             subscriber_id,
             "#status = :unsubscribed",
-            "SET #status = :pending, expires_at = :expires",
-            {
-                ":unsubscribed": SubscriberStatus.UNSUBSCRIBED.value,
-                ":pending": SubscriberStatus.PENDING.value,
-                ":expires": expires_at,
-            },
+            f"SET {', '.join(sets)} REMOVE {', '.join(removes)}",
+            values,
         )
 
     def confirm(self, email: str, subscriber_id: str, now: str) -> bool:

@@ -31,8 +31,13 @@ from mailroom.models import (
 )
 from mailroom.observability import logger
 
-# A repeated registration of a pending address re-sends the confirmation at most this often.
+# A repeated registration of a pending address re-sends the confirmation at most this often;
+# a request that has not reached the queue yet (maybe still on its way: a double click) is
+# given this long before another may replace it; and at most this many are ever sent to one
+# subscriber (nobody can use the sign-up form to mail somebody else without end).
 CONFIRMATION_RESEND_SECONDS = 300
+CONFIRMATION_STALE_SECONDS = 30
+CONFIRMATION_LIMIT = 10
 
 
 class RegistrationConflict(Exception):
@@ -86,7 +91,7 @@ class Lifecycle:
         if existing.status in (SubscriberStatus.SUBSCRIBED, SubscriberStatus.SUPPRESSED):
             return Registered.KNOWN
         if existing.status is SubscriberStatus.UNSUBSCRIBED and not self.subscribers.resubscribe(
-            existing.email, existing.id, self._expires_at(now)
+            existing.email, existing.id, self._expires_at(now), request.name, request.consent
         ):
             raise RegistrationConflict("the subscriber changed while it registered again")
         seq = self.subscribers.request_confirmation(
@@ -94,12 +99,14 @@ class Lifecycle:
             existing.id,
             now=iso(now),
             resend_after=iso(now - timedelta(seconds=CONFIRMATION_RESEND_SECONDS)),
+            stale_after=iso(now - timedelta(seconds=CONFIRMATION_STALE_SECONDS)),
             expires_at=self._expires_at(now),
+            limit=CONFIRMATION_LIMIT,
         )
         if seq is None:
             return Registered.LIMITED
-        # If queueing fails, the count stays ahead of the queued count: the next attempt
-        # may request it again at once (the resend limit only counts what was queued).
+        # If queueing fails, the count stays ahead of the queued count: a retry after
+        # CONFIRMATION_STALE_SECONDS may request it again (the resend limit counts what was queued).
         self._queue_confirmation(existing, seq, correlation_id)
         return Registered.RESENT
 
