@@ -6,6 +6,7 @@ import base64
 import csv
 import io
 import json
+import threading
 import zlib
 from typing import Any
 from unittest import mock
@@ -16,6 +17,7 @@ import pytest
 from mailroom.adapters.results import ERASED_ADDRESS, CampaignResults
 from mailroom.logic.audience import parse_csv, to_csv
 from mailroom.models import Page, Recipient, Subscriber
+from mailroom.worker import Budget
 from mailroom_local.template import Stack
 from tests.campaigns import Campaigns, Loader, api_event, put_subscribers, records
 from tests.support import REGION, queue_messages, sent_mails, sqs_event
@@ -133,6 +135,92 @@ def test_an_unconfirmed_import_creates_pending_subscribers_and_queues_their_conf
     assert item["status"] == "pending" and item["source"] == "import" and item["confirmations"] == 1
     assert item["confirmations_queued"] == 1 and item["expires_at"] > 0 and item["confirmation_sent_at"]
     assert {t["subscriber_id"] for t in tasks if t["email"] == "p3@example.com"} == {item["id"]}
+
+
+class RunsOutAfter:
+    """A time budget that is spent after ``rows`` checks (one per row started)."""
+
+    def __init__(self, rows: int) -> None:
+        self.left = rows
+        self.lock = threading.Lock()
+
+    def expired(self) -> bool:
+        with self.lock:
+            self.left -= 1
+            return self.left < 0
+
+
+def test_an_import_stops_before_its_time_runs_out_and_a_second_one_finishes_it(
+    stack: Stack, campaigns: Campaigns
+) -> None:
+    text = HEADER + "".join(f"t{i}@example.com,\r\n" for i in range(12))
+    with mock.patch.object(Budget, "of", return_value=RunsOutAfter(5)):
+        status, report = import_csv(campaigns, text)
+    assert status == 200 and report["imported"] == 5 and report["complete"] is False
+    assert len(report["not_attempted"]) == 7 and report["existing"] == [] and report["failed"] == []
+    first = queue_messages(stack, "WelcomeQueue")  # what was written got its confirmation
+    assert len(first) == 5
+    stored = {i["email"]: i for i in table_items(stack, "SubscribersTable")}
+    assert set(stored) == {t["email"] for t in first}
+    assert all(i["confirmations_queued"] == 1 for i in stored.values())
+    assert not set(stored) & {entry["email"] for entry in report["not_attempted"]}
+    assert sorted(e["row"] for e in report["not_attempted"]) == sorted(
+        int(r) for r in range(2, 14) if f"t{r - 2}@example.com" not in stored
+    )
+
+    status, again = import_csv(campaigns, text)
+    assert status == 200 and again["imported"] == 7 and again["complete"] is True and again["not_attempted"] == []
+    assert len(again["existing"]) == 5 and again["resumed"] == []
+    second = queue_messages(stack, "WelcomeQueue")
+    assert sorted(t["email"] for t in first + second) == sorted(f"t{i}@example.com" for i in range(12))
+
+
+def test_a_second_import_queues_the_confirmations_an_interrupted_one_never_queued(
+    stack: Stack, campaigns: Campaigns
+) -> None:
+    app = campaigns.app("AdminFunction")
+    text = HEADER + "".join(f"k{i}@example.com,Kay {i}\r\n" for i in range(3))
+    # Killed (timeout) after the writes, before the confirmations were queued.
+    with mock.patch("mailroom.logic.audience._queue_confirmations"):
+        assert import_csv(campaigns, text)[0] == 200
+    assert queue_messages(stack, "WelcomeQueue") == []
+    assert {i["confirmations_queued"] for i in table_items(stack, "SubscribersTable")} == {0}
+    # A sign-up's pending confirmation is the registration's business: not resumed.
+    boto3.resource("dynamodb", region_name=REGION).Table(stack.physical_name("SubscribersTable")).put_item(
+        Item={
+            "email": "signup@example.com",
+            "id": "id-signup",
+            "status": "pending",
+            "source": "signup",
+            "created_at": "2026-11-28T09:00:00.000Z",
+            "confirmations": 1,
+            "confirmations_queued": 0,
+        }
+    )
+    text += "signup@example.com,\r\n"
+
+    status, report = import_csv(campaigns, text, confirmed=False)
+    assert status == 200 and report["imported"] == 0
+    assert report["resumed"] == [{"row": r, "email": f"k{r - 2}@example.com", "seq": 1} for r in (2, 3, 4)]
+    assert report["existing"] == [{"row": 5, "email": "signup@example.com"}]
+    tasks = queue_messages(stack, "WelcomeQueue")
+    assert sorted((t["email"], t["kind"], t["seq"]) for t in tasks) == [
+        (f"k{i}@example.com", "confirmation", 1) for i in range(3)
+    ]
+    items = {i["email"]: i for i in table_items(stack, "SubscribersTable")}
+    assert all(items[f"k{i}@example.com"]["confirmations_queued"] == 1 for i in range(3))
+    assert items["signup@example.com"]["confirmations_queued"] == 0
+    assert {t["subscriber_id"] for t in tasks} == {items[f"k{i}@example.com"]["id"] for i in range(3)}
+
+    # Once queued, a third import resumes nothing; a task queued twice mails once (the ledger).
+    status, third = import_csv(campaigns, text, confirmed=False)
+    assert third["resumed"] == [] and len(third["existing"]) == 4
+    worker = campaigns.app("WelcomeWorkerFunction")
+    for batch in (tasks, tasks):
+        worker.lambda_handler(sqs_event(stack, "WelcomeQueue", batch), campaigns.context)
+    to = sorted(address for mail in sent_mails() for address in mail.to)
+    assert to == [f"k{i}@example.com" for i in range(3)]
+    assert app.IMPORT_MARGIN_MS > 0
 
 
 def test_rows_whose_confirmation_cannot_be_queued_are_not_imported(stack: Stack, campaigns: Campaigns) -> None:

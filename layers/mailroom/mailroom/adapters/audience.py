@@ -83,8 +83,9 @@ class SubscriberDirectory:
                 return subscriber
         return None
 
-    def insert(self, values: dict[str, Any]) -> bool:
-        """Write a new subscriber unless the address exists; True if it is (now) ours.
+    def insert(self, values: dict[str, Any]) -> dict[str, Any] | None:
+        """Write a new subscriber unless the address exists; None if it is (now) ours, else
+        the subscriber found at the address (empty if it is gone again).
 
         A refusal naming our own id means an earlier try of this very put went through
         (its answer was lost and botocore sent it again).
@@ -97,9 +98,14 @@ class SubscriberDirectory:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except self.client.exceptions.ConditionalCheckFailedException as exc:
-            old = getattr(exc, "response", {}).get("Item") or {}
-            return bool(old) and from_item(old).get("id") == values["id"]
-        return True
+            old = getattr(exc, "response", {}).get("Item")
+            if old is None:  # not returned: read it
+                old = self.client.get_item(
+                    TableName=self.table_name, Key=to_item({"email": values["email"]}), ConsistentRead=True
+                ).get("Item")
+            found = from_item(old) if old else {}
+            return None if found.get("id") == values["id"] else found
+        return None
 
     def delete(self, email: str, subscriber_id: str) -> bool:
         """Delete the subscriber if it still has this id; False if it was not there."""
@@ -115,13 +121,17 @@ class SubscriberDirectory:
         return True
 
     def mark_confirmation_queued(self, email: str, subscriber_id: str, seq: int) -> None:
-        """Confirmation ``seq`` reached the queue (registration reads it: see Subscriber)."""
+        """Confirmation ``seq`` reached the queue (registration reads it: see Subscriber).
+
+        Never lowers the mark: a registration may have queued a later one meanwhile.
+        """
         with suppress(self.client.exceptions.ConditionalCheckFailedException):
             self.client.update_item(
                 TableName=self.table_name,
                 Key=to_item({"email": email}),
-                UpdateExpression="SET confirmations_queued = :seq",
-                ConditionExpression="id = :id",
+                UpdateExpression="SET #queued = :seq",
+                ConditionExpression="id = :id AND (attribute_not_exists(#queued) OR #queued < :seq)",
+                ExpressionAttributeNames={"#queued": "confirmations_queued"},
                 ExpressionAttributeValues=to_item({":seq": seq, ":id": subscriber_id}),
             )
 

@@ -6,7 +6,9 @@
   rules), keeps the first of each address, and never overwrites a subscriber (conditional
   puts). Unconfirmed rows get a confirmation mail (double opt-in); if the queue refuses
   them, their subscribers are deleted again and the rows reported ``failed``: nothing
-  half-written.
+  half-written. It stops starting rows before the time budget runs out (the rest are
+  ``not_attempted``), and importing the file again finishes an interrupted import: a
+  pending subscriber it left without a queued confirmation gets it now (``resumed``).
 - **Export** writes CSV with spreadsheet formulas defused.
 - **Erasure** scrubs the subscriber's result records and fan-out checkpoints *first* and
   deletes the subscriber item *last*, so a crash part way leaves the id -> address lookup
@@ -22,7 +24,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import TypeAdapter, ValidationError
 
@@ -39,6 +41,7 @@ from mailroom.models import (
     normalize_email,
 )
 from mailroom.observability import logger
+from mailroom.worker import Budget
 
 MAX_IMPORT_ROWS = 5_000
 MAX_REPORTED_VALUE = 100  # characters of a rejected cell quoted back in the report
@@ -203,7 +206,7 @@ def _take(parsed: ParsedCsv, first_line: dict[str, int], line: int, raw_email: s
 
 
 class ImportStore(Protocol):
-    def insert(self, values: dict[str, Any]) -> bool: ...
+    def insert(self, values: dict[str, Any]) -> dict[str, Any] | None: ...
     def delete(self, email: str, subscriber_id: str) -> bool: ...
     def mark_confirmation_queued(self, email: str, subscriber_id: str, seq: int) -> None: ...
 
@@ -216,18 +219,57 @@ class ImportReport:
     rejected: list[dict[str, Any]] = field(default_factory=list)
     duplicates: list[dict[str, Any]] = field(default_factory=list)
     existing: list[dict[str, Any]] = field(default_factory=list)
+    resumed: list[dict[str, Any]] = field(default_factory=list)
     failed: list[dict[str, Any]] = field(default_factory=list)
+    not_attempted: list[dict[str, Any]] = field(default_factory=list)
 
     def public(self) -> dict[str, Any]:
         return {
             "imported": len(self.imported),
             "confirmed": self.confirmed,
             "rows": self.rows,
+            "complete": not self.not_attempted,
             "rejected": self.rejected,
             "duplicates": self.duplicates,
             "existing": self.existing,
+            "resumed": self.resumed,
             "failed": self.failed,
+            "not_attempted": self.not_attempted,
         }
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """A confirmation mail to queue for an imported row: a new subscriber's first (``new``),
+    or the one an interrupted import wrote but never queued."""
+
+    row: Row
+    subscriber: Subscriber
+    seq: int
+    new: bool
+
+
+@dataclass(frozen=True)
+class _Put:
+    outcome: Literal["written", "existing", "not_attempted"]
+    found: dict[str, Any] | None = None  # the subscriber already at the address (existing)
+
+
+def unqueued_confirmation(found: dict[str, Any] | None) -> int | None:
+    """The seq of the confirmation an earlier import requested for this subscriber but never
+    queued (it was cut off between the write and the queue), or None.
+
+    Only a pending subscriber of an import: a sign-up's confirmation is the registration's
+    business (a repeated registration re-sends it).
+    """
+    if not found or not found.get("id"):
+        return None
+    requested = int(found.get("confirmations") or 0)
+    queued = int(found.get("confirmations_queued") or 0)
+    pending = found.get("status") == SubscriberStatus.PENDING.value
+    if pending and found.get("source") == SubscriberSource.IMPORT.value and queued < requested:
+        return requested
+    return None
 
 
 def new_subscriber(row: Row, subscriber_id: str, confirmed: bool, now: datetime, confirmation_days: int) -> Subscriber:
@@ -267,9 +309,17 @@ def import_rows(
     correlation_id: str | None = None,
     new_id: Callable[[], str] = lambda: str(uuid.uuid4()),
     threads: int = IMPORT_THREADS,
+    budget: Budget | None = None,
 ) -> ImportReport:
     """Write the parsed rows (conditional puts, in parallel) and, unconfirmed, queue their
-    confirmation mails; the report says what happened to every row."""
+    confirmation mails; the report says what happened to every row.
+
+    No row is started once ``budget`` has expired (those are ``not_attempted``): what was
+    written still gets its confirmation queued before the answer, so the margin must leave
+    room for that. An ``existing`` row whose pending subscriber an interrupted import left
+    without a queued confirmation gets it now (``resumed``), in either mode.
+    """
+    budget = budget or Budget(float("inf"))
     report = ImportReport(
         confirmed,
         rows=len(parsed.rows) + len(parsed.rejected) + len(parsed.duplicates),
@@ -278,53 +328,69 @@ def import_rows(
     )
     candidates = [(row, new_subscriber(row, new_id(), confirmed, now, confirmation_days)) for row in parsed.rows]
 
-    def put(candidate: tuple[Row, Subscriber]) -> bool | Exception:
+    def put(candidate: tuple[Row, Subscriber]) -> _Put | Exception:
+        if budget.expired():
+            return _Put("not_attempted")
         values = candidate[1].model_dump(mode="json")
         if not confirmed:
             values["confirmations_queued"] = 0
         try:
-            return store.insert(values)
+            found = store.insert(values)
         except Exception as exc:  # reported per row; the others go on
             return exc
+        return _Put("written") if found is None else _Put("existing", found)
 
     written: list[tuple[Row, Subscriber]] = []
+    resumable: list[Confirmation] = []
     with ThreadPoolExecutor(max_workers=threads) as pool:
         for candidate, outcome in zip(candidates, pool.map(put, candidates), strict=True):
             row = candidate[0]
             if isinstance(outcome, Exception):
                 logger.warning("import row not stored", extra={"row": row.line, "error": type(outcome).__name__})
                 report.failed.append({"row": row.line, "email": row.email, "reason": "not stored; import it again"})
-            elif outcome:
+            elif outcome.outcome == "written":
                 written.append(candidate)
+            elif outcome.outcome == "not_attempted":
+                report.not_attempted.append({"row": row.line, "email": row.email})
+            elif (seq := unqueued_confirmation(outcome.found)) is not None:
+                found = Subscriber.model_validate(outcome.found)
+                resumable.append(Confirmation(row, found, seq, new=False))
             else:
                 report.existing.append({"row": row.line, "email": row.email})
         if confirmed:
             report.imported = [row for row, _ in written]
-        else:
-            _queue_confirmations(written, store, welcome_queue, correlation_id, report, pool)
+        queue = [] if confirmed else [Confirmation(row, subscriber, 1, new=True) for row, subscriber in written]
+        _queue_confirmations(queue + resumable, store, welcome_queue, correlation_id, report, pool)
+    if report.not_attempted:
+        logger.warning("import stopped before its time ran out", extra={"not_attempted": len(report.not_attempted)})
     report.imported.sort(key=lambda row: row.line)
-    report.failed.sort(key=lambda entry: int(entry["row"]))
+    for entries in (report.failed, report.resumed, report.not_attempted):
+        entries.sort(key=lambda entry: int(entry["row"]))
     return report
 
 
 def _queue_confirmations(
-    written: list[tuple[Row, Subscriber]],
+    confirmations: list[Confirmation],
     store: ImportStore,
     welcome_queue: Queue,
     correlation_id: str | None,
     report: ImportReport,
     pool: ThreadPoolExecutor,
 ) -> None:
-    """One confirmation task per new pending subscriber, ten per SendMessageBatch. The
-    subscribers of a batch the queue refused are deleted again (conditioned on their id)."""
-    chunks = [written[start : start + TASKS_PER_BATCH] for start in range(0, len(written), TASKS_PER_BATCH)]
+    """One confirmation task per entry, ten per SendMessageBatch, then ``confirmations_queued``
+    marked. The new subscribers of a batch the queue refused are deleted again (conditioned
+    on their id); a resumed one stays pending, unqueued, for the next import to resume."""
+    chunks = [confirmations[start : start + TASKS_PER_BATCH] for start in range(0, len(confirmations), TASKS_PER_BATCH)]
 
-    def send(chunk: list[tuple[Row, Subscriber]]) -> bool:
+    def send(chunk: list[Confirmation]) -> bool:
         bodies = [
             ConfirmationTask(
-                subscriber_id=subscriber.id, email=subscriber.email, seq=1, correlation_id=correlation_id
+                subscriber_id=entry.subscriber.id,
+                email=entry.subscriber.email,
+                seq=entry.seq,
+                correlation_id=correlation_id,
             ).model_dump_json(exclude_none=True)
-            for _, subscriber in chunk
+            for entry in chunk
         ]
         try:
             welcome_queue.send_batch(bodies)
@@ -335,31 +401,35 @@ def _queue_confirmations(
             return False
         return True
 
-    refused: list[tuple[Row, Subscriber]] = []
+    queued: list[Confirmation] = []
+    refused: list[Confirmation] = []
     for chunk, queued_ok in zip(chunks, pool.map(send, chunks), strict=True):
-        if queued_ok:
-            report.imported += [row for row, _ in chunk]
+        (queued if queued_ok else refused).extend(chunk)
+    for entry in queued:
+        if entry.new:
+            report.imported.append(entry.row)
         else:
-            refused += chunk
+            report.resumed.append({"row": entry.row.line, "email": entry.row.email, "seq": entry.seq})
 
-    def mark(candidate: tuple[Row, Subscriber]) -> None:
+    def mark(entry: Confirmation) -> None:
         try:
-            store.mark_confirmation_queued(candidate[1].email, candidate[1].id, 1)
-        except Exception as exc:  # a repeated registration re-sends sooner, nothing worse
+            store.mark_confirmation_queued(entry.subscriber.email, entry.subscriber.id, entry.seq)
+        except Exception as exc:  # a re-import queues it again: the ledger sends it once
             logger.warning("confirmation not marked queued", extra={"error": type(exc).__name__})
 
-    def undo(candidate: tuple[Row, Subscriber]) -> str:
+    def undo(entry: Confirmation) -> str:
+        if not entry.new:
+            return "no confirmation mail could be queued; still pending, import it again"
         try:
-            store.delete(candidate[1].email, candidate[1].id)
+            store.delete(entry.subscriber.email, entry.subscriber.id)
         except Exception:
             logger.exception("imported subscriber not deleted after its task was refused")
-            return "no confirmation mail could be queued; the pending subscriber expires unconfirmed"
+            return "no confirmation mail could be queued; still pending, import it again"
         return "no confirmation mail could be queued; not imported, import it again"
 
-    queued = {row.line for row in report.imported}
-    list(pool.map(mark, [candidate for candidate in written if candidate[0].line in queued]))
-    for (row, _), reason in zip(refused, pool.map(undo, refused), strict=True):
-        report.failed.append({"row": row.line, "email": row.email, "reason": reason})
+    list(pool.map(mark, queued))
+    for entry, reason in zip(refused, pool.map(undo, refused), strict=True):
+        report.failed.append({"row": entry.row.line, "email": entry.row.email, "reason": reason})
 
 
 # -- export ---------------------------------------------------------------------------------
