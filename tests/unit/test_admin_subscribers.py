@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import csv
 import io
 import json
@@ -20,7 +21,7 @@ from mailroom.models import Page, Recipient, Subscriber
 from mailroom.worker import Budget
 from mailroom_local.template import Stack
 from tests.campaigns import Campaigns, Loader, api_event, put_subscribers, records
-from tests.support import REGION, queue_messages, sent_mails, sqs_event
+from tests.support import REGION, load_event, queue_messages, sent_mails, sqs_event
 
 HEADER = "email,name\r\n"
 
@@ -442,6 +443,7 @@ def test_erasure_leaves_no_personal_data_and_the_counters_as_they_were(stack: St
         "records_scrubbed": 4,
         "checkpoints_rewritten": 1,
         "fanout_positions": 0,
+        "fanout_positions_removed": 0,
     }
     stored = everything_stored(stack)
     assert "ada@example.com" not in stored and "ada lovelace" not in stored
@@ -495,3 +497,98 @@ def test_an_erased_recipient_of_a_page_in_flight_is_skipped_and_the_campaign_com
     assert "email" not in records(stack, campaign["id"])[victim["id"]]
     assert victim["email"] not in everything_stored(stack)
     assert campaigns.get(campaign["id"])["counters"] == final["counters"]
+
+
+def progress_item(stack: Stack, campaign_id: str) -> dict[str, Any]:
+    table = boto3.resource("dynamodb", region_name=REGION).Table(stack.physical_name("CampaignsTable"))
+    return dict(table.get_item(Key={"id": f"{campaign_id}#progress"}, ConsistentRead=True)["Item"])
+
+
+def set_position(stack: Stack, campaign_id: str, email: str, segment: int = 0) -> None:
+    """The segment's scan position, as ``advance`` leaves it after a page ending at ``email``."""
+    boto3.resource("dynamodb", region_name=REGION).Table(stack.physical_name("CampaignsTable")).update_item(
+        Key={"id": f"{campaign_id}#progress"},
+        UpdateExpression="SET #c = :email",
+        ExpressionAttributeNames={"#c": f"seg{segment}_cursor"},
+        ExpressionAttributeValues={":email": email},
+    )
+
+
+def test_a_cancelled_fan_out_keeps_no_address_and_erasure_removes_what_an_older_cancel_left(
+    stack: Stack, campaigns: Campaigns
+) -> None:
+    put_subscribers(stack, 3)
+    victim = "r1@example.com"
+    running, cancelled, legacy = (campaigns.create() for _ in range(3))
+    for campaign in (running, cancelled, legacy):
+        campaigns.send(campaign["id"])  # its fan-out steps stay queued: nobody runs them here
+        set_position(stack, campaign["id"], victim)
+    # A cancel drops the positions with the state: that fan-out never moves again.
+    assert campaigns.call("POST", f"/admin/campaigns/{cancelled['id']}/cancel")[0] == 200
+    assert not [key for key in progress_item(stack, cancelled["id"]) if key.endswith("_cursor")]
+    assert campaigns.call("POST", f"/admin/campaigns/{legacy['id']}/cancel")[0] == 200
+    set_position(stack, legacy["id"], victim)  # what a cancel before this change left behind
+    set_position(stack, legacy["id"], "r2@example.com", segment=1)
+
+    status, body = json_call(campaigns, "DELETE", "/admin/subscribers/id-1")
+    assert status == 200, body
+    assert (body["fanout_positions"], body["fanout_positions_removed"]) == (1, 1)
+    assert "seg0_cursor" not in progress_item(stack, legacy["id"])
+    assert progress_item(stack, legacy["id"])["seg1_cursor"] == "r2@example.com"  # not hers: stays
+    assert progress_item(stack, running["id"])["seg0_cursor"] == victim  # its scan goes on from there
+    stored = everything_stored(stack)
+    assert stored.count(victim) == 1  # only on the position of the fan-out still running
+
+    # The cancelled fan-outs' steps stop at once; the running one goes on past her.
+    campaigns.run_fanout()
+    assert campaigns.get(cancelled["id"])["status"] == "cancelled"
+    assert victim not in everything_stored(stack)
+
+
+def test_a_repeated_ses_event_after_an_erasure_is_not_counted_again(stack: Stack, campaigns: Campaigns) -> None:
+    bounce = load_event("ses_events_bounce.json")
+    mail = bounce["detail"]["mail"]
+    campaign_id, subscriber_id = mail["tags"]["campaign"][0], mail["tags"]["subscriber"][0]
+    delivery = load_event("ses_events_delivery.json")
+    delivery["detail"]["mail"] = copy.deepcopy(mail)  # the same mail: delivered, then bounced
+    dynamodb = boto3.resource("dynamodb", region_name=REGION)
+    stamp = "2026-11-28T09:00:00.000Z"
+    dynamodb.Table(stack.physical_name("CampaignsTable")).put_item(
+        Item={"id": campaign_id, "kind": "campaign", "status": "sent", "created_at": stamp, "started_at": stamp}
+    )
+    dynamodb.Table(stack.physical_name("CampaignsTable")).put_item(
+        Item={"id": f"{campaign_id}#progress", "state": "sent", "sent": 1}
+    )
+    dynamodb.Table(stack.physical_name("SubscribersTable")).put_item(
+        Item={"email": mail["destination"][0], "id": subscriber_id, "status": "subscribed", "created_at": stamp}
+    )
+    dynamodb.Table(stack.physical_name("ResultsTable")).put_item(
+        Item={
+            "pk": f"campaign#{campaign_id}",
+            "sk": subscriber_id,
+            "status": "sent",
+            "email": mail["destination"][0],
+            "message_id": mail["messageId"],
+        }
+    )
+    ses = campaigns.app("SesEventsFunction")
+
+    def counters() -> dict[str, int]:
+        item = progress_item(stack, campaign_id)
+        return {name: int(item.get(name, 0)) for name in ("delivered", "bounced", "complained")}
+
+    for event in (delivery, bounce):
+        assert ses.lambda_handler(copy.deepcopy(event), campaigns.context)["counted"] is True
+    assert counters() == {"delivered": 1, "bounced": 1, "complained": 0}
+
+    status, body = json_call(campaigns, "DELETE", f"/admin/subscribers/{subscriber_id}")
+    assert status == 200 and body["records_scrubbed"] == 1, body
+    (record,) = records(stack, campaign_id).values()
+    assert "email" not in record and "message_id" not in record and record["erased_at"]
+    assert record["bounce_type"] == "Permanent" and record["delivered_at"] and record["bounced_at"]
+
+    for event in (delivery, bounce):  # EventBridge delivers them again
+        again = ses.lambda_handler(copy.deepcopy(event), campaigns.context)
+        assert (again["outcome"], again["counted"]) == ("duplicate", False), again
+    assert counters() == {"delivered": 1, "bounced": 1, "complained": 0}
+    assert mail["destination"][0] not in everything_stored(stack)

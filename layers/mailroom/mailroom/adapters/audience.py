@@ -2,7 +2,7 @@
 the personal data a subscriber left in the results table.
 
 Result records are scrubbed by an allow-list: every attribute that is not one of
-``ANONYMOUS_ATTRIBUTES`` (keys, status, times, claim tokens) is removed, so an attribute
+``ANONYMOUS_ATTRIBUTES`` (keys, status, times, claim tokens, SES feedback markers) is removed, so an attribute
 added later (an SES diagnostic, an address in an error message) cannot survive an erasure
 by being forgotten here.
 """
@@ -42,6 +42,17 @@ ANONYMOUS_ATTRIBUTES = frozenset(
         "attempts",
         "expires_at",
         "erased_at",
+        # SES feedback (adapters.feedback): event keys, first-event markers, bounce and
+        # complaint types - no address among them. Without the keys and markers a repeated
+        # event would be judged a first one and counted again.
+        "feedback",
+        "delivered_at",
+        "bounced_at",
+        "complained_at",
+        "bounce_type",
+        "bounce_subtype",
+        "last_bounce_at",
+        "complaint_type",
     }
 )
 

@@ -12,7 +12,8 @@ Two items per campaign:
   100 write units per update.
 
 The fan-out position moves only by a write conditioned on the position read, so duplicated
-fan-out steps cannot repeat or skip a page; the counters change only in the transaction
+fan-out steps cannot repeat or skip a page (a segment's cursor, an address, is removed when
+its scan is complete and by a cancel); the counters change only in the transaction
 that resolves the result records (see ``adapters.results``).
 
 Indexes: ``ByStatus`` (status, due_at) finds due and sending campaigns; ``ByCreated``
@@ -284,18 +285,33 @@ class CampaignRepository:
         self._transition(campaign_id, (CampaignStatus.SENDING,), sets, ("started_at",), extra=[delete])
 
     def cancel(self, campaign_id: str, now: str, sending: bool) -> Campaign | None:
-        """-> cancelled; a sending campaign's progress says so too (fan-out and workers stop)."""
+        """-> cancelled; a sending campaign's progress says so too (fan-out and workers stop).
+
+        The segments' scan positions (``seg<k>_cursor``: an address each) go in the same
+        write: a cancelled fan-out never advances again (every step checks ``state``, every
+        ``advance`` is conditioned on it), so nothing reads them any more.
+        """
         sets = {"status": CampaignStatus.CANCELLED.value, "cancelled_at": now, "updated_at": now, "due_at": now}
-        extra = [self._set_state(campaign_id, CampaignStatus.CANCELLED)] if sending else None
+        extra = None
+        if sending:
+            segments = int((self.progress(campaign_id) or {}).get("segments") or 0)
+            cursors = tuple(f"seg{k}_cursor" for k in range(segments))
+            extra = [self._set_state(campaign_id, CampaignStatus.CANCELLED, removes=cursors)]
         allowed = (CampaignStatus.SENDING,) if sending else EDITABLE
         return self._transition(campaign_id, allowed, sets, extra=extra)
 
-    def _set_state(self, campaign_id: str, state: CampaignStatus, condition: str | None = None) -> dict[str, Any]:
+    def _set_state(
+        self, campaign_id: str, state: CampaignStatus, condition: str | None = None, removes: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
+        names = {"#state": "state"} | {f"#r{index}": name for index, name in enumerate(removes)}
+        expression = "SET #state = :state"
+        if removes:
+            expression += " REMOVE " + ", ".join(f"#r{index}" for index in range(len(removes)))
         update: dict[str, Any] = {
             "TableName": self.table_name,
             "Key": progress_key(campaign_id),
-            "UpdateExpression": "SET #state = :state",
-            "ExpressionAttributeNames": {"#state": "state"},
+            "UpdateExpression": expression,
+            "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": {":state": {"S": state.value}},
         }
         if condition:
@@ -341,6 +357,31 @@ class CampaignRepository:
                 ConditionExpression="#seq = :seq AND #state = :sending",
                 ExpressionAttributeNames=names,
                 ExpressionAttributeValues=to_item(values),
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def drop_position(self, campaign_id: str, segment: int, email: str) -> bool:
+        """Remove ``seg<k>_cursor`` if it is ``email`` and the fan-out can no longer move it on
+        (the campaign is not sending, or the segment is done); True if this call removed it.
+
+        Only for erasure: a sending segment's cursor is where its scan goes on, and stays.
+        """
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key=progress_key(campaign_id),
+                UpdateExpression="REMOVE #cursor",
+                ConditionExpression="#cursor = :email AND (#state <> :sending OR #done = :true)",
+                ExpressionAttributeNames={
+                    "#cursor": f"seg{segment}_cursor",
+                    "#done": f"seg{segment}_done",
+                    "#state": "state",
+                },
+                ExpressionAttributeValues=to_item(
+                    {":email": email, ":sending": CampaignStatus.SENDING.value, ":true": True}
+                ),
             )
         except self.client.exceptions.ConditionalCheckFailedException:
             return False

@@ -463,6 +463,7 @@ class Records(Protocol):
 class StartedCampaigns(Protocol):
     def started(self, since: str | None = None) -> list[tuple[str, CampaignStatus, str]]: ...
     def progress(self, campaign_id: str) -> dict[str, Any] | None: ...
+    def drop_position(self, campaign_id: str, segment: int, email: str) -> bool: ...
 
 
 class CheckpointScrubber(Protocol):
@@ -475,13 +476,20 @@ class Erasure:
     subscriber_deleted: bool = False
     records_scrubbed: int = 0
     checkpoints_rewritten: int = 0
-    # fan-outs whose scan position is the erased address right now: it moves on with the
-    # fan-out's next page (an ExclusiveStartKey cannot be replaced by anything else)
+    # fan-outs still sending whose scan position is the erased address right now: it moves
+    # on with the fan-out's next page (an ExclusiveStartKey cannot be replaced by anything else)
     fanout_positions: int = 0
+    # positions of fan-outs that will never move again (cancelled), removed
+    fanout_positions_removed: int = 0
 
     @property
     def anything(self) -> bool:
-        return bool(self.subscriber_deleted or self.records_scrubbed or self.checkpoints_rewritten)
+        return bool(
+            self.subscriber_deleted
+            or self.records_scrubbed
+            or self.checkpoints_rewritten
+            or self.fanout_positions_removed
+        )
 
     def public(self) -> dict[str, Any]:
         return {
@@ -491,6 +499,7 @@ class Erasure:
             "records_scrubbed": self.records_scrubbed,
             "checkpoints_rewritten": self.checkpoints_rewritten,
             "fanout_positions": self.fanout_positions,
+            "fanout_positions_removed": self.fanout_positions_removed,
         }
 
 
@@ -505,8 +514,10 @@ def erase(
     """Remove a subscriber's personal data from every table; the counters stay as they are.
 
     Order: result records (welcome, confirmations, every started campaign's), then the
-    checkpoints of recent and sending campaigns, then the subscriber item. Every step is
-    keyed by the id and is a no-op when repeated, so a retry after a crash finishes the job.
+    checkpoints of recent and sending campaigns and the fan-out positions naming the address,
+    then the subscriber item. Every step is keyed by the id (the address comes from the
+    subscriber item, deleted last) and is a no-op when repeated, so a retry after a crash
+    finishes the job.
     """
     erasure = Erasure(subscriber_id)
     subscriber = directory.find_by_id(subscriber_id)
@@ -521,12 +532,31 @@ def erase(
         rewritten, positioned = checkpoints.anonymise_checkpoints(campaign_id, subscriber_id)
         erasure.checkpoints_rewritten += rewritten
         erasure.fanout_positions += positioned
-        if subscriber is not None and status is CampaignStatus.SENDING:
-            progress = campaigns.progress(campaign_id) or {}
-            erasure.fanout_positions += sum(
-                1 for key, value in progress.items() if key.endswith("_cursor") and value == subscriber.email
-            )
     if subscriber is not None:
+        for campaign_id, _, _ in started:
+            _fanout_positions(campaigns, campaign_id, subscriber.email, erasure)
         erasure.subscriber_deleted = directory.delete(subscriber.email, subscriber.id)
     logger.info("subscriber erased", extra=erasure.public())
     return erasure
+
+
+def _fanout_positions(campaigns: StartedCampaigns, campaign_id: str, email: str, erasure: Erasure) -> None:
+    """The campaign's segment positions (``seg<k>_cursor``) that are ``email``: removed where
+    the fan-out can no longer move them on (cancelled - or a campaign cancelled by an older
+    version, which left them -, a finished segment), counted where it will (still sending).
+
+    The progress item is read consistently (``state`` is the truth, the ``ByCreated``
+    index's status may lag) and the removal is conditioned on the same: a cursor of a
+    fan-out still running is never touched.
+    """
+    progress = campaigns.progress(campaign_id) or {}
+    sending = progress.get("state") == CampaignStatus.SENDING.value
+    for key, value in progress.items():
+        segment = key.removeprefix("seg").removesuffix("_cursor")
+        if value != email or not key.startswith("seg") or not key.endswith("_cursor") or not segment.isdigit():
+            continue
+        if sending and not progress.get(f"seg{segment}_done"):
+            erasure.fanout_positions += 1
+        elif campaigns.drop_position(campaign_id, int(segment), email):
+            erasure.fanout_positions_removed += 1
+        # else gone meanwhile (a cancel removes the positions too); cancelled and sent are final

@@ -25,6 +25,11 @@ That step finds the tombstone, replays an empty page and fails to advance: it ne
 the page again (which could queue subscribers the page did not count). So at any time only
 the pages in flight hold addresses, which keeps erasure (``logic.audience``) cheap; a crash
 before 5 leaves a full checkpoint until its TTL, which erasure handles too.
+
+A segment's position (``seg<k>_cursor``) is an address too. It goes when the segment's scan
+is complete (the last advance removes it), and a cancel removes all of them with the state:
+a cancelled fan-out never moves again (step 1 stops on the state, and 4 is conditioned on
+it), so a step racing the cancel still only replays what it read and fails to advance.
 """
 
 from __future__ import annotations
