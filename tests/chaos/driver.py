@@ -136,14 +136,17 @@ class Chaos:
                 return status
         return status
 
+    def subscriber(self, email: str) -> dict[str, Any]:
+        item = self.dynamodb.get_item(
+            TableName=self.stack.physical_name("SubscribersTable"), Key={"email": {"S": email}}, ConsistentRead=True
+        )["Item"]
+        return {key: next(iter(value.values())) for key, value in item.items()}
+
     def confirm(self, email: str, attempts: int = 10) -> int:
         """Open the subscriber's confirmation link like a browser that retries on 5xx (the link
         is signed here with the stack's key: its mail may be the one a fault kept back)."""
-        subscriber = self.dynamodb.get_item(
-            TableName=self.stack.physical_name("SubscribersTable"), Key={"email": {"S": email}}, ConsistentRead=True
-        )["Item"]
         event = load_event("registration_confirm_get.json")
-        event["queryStringParameters"] = {"token": self.tokens.sign(CONFIRM, subscriber["id"]["S"], 3600)}
+        event["queryStringParameters"] = {"token": self.tokens.sign(CONFIRM, self.subscriber(email)["id"], 3600)}
         event["headers"]["Accept"] = "application/json"
         status = 0
         for _ in range(attempts):

@@ -25,7 +25,14 @@ class FakeLedger:
         self.fail_release = False
 
     def claim(
-        self, pk: str, sk: str, token: str, now: str, email: str | None = None, held: str | None = None
+        self,
+        pk: str,
+        sk: str,
+        token: str,
+        now: str,
+        email: str | None = None,
+        held: str | None = None,
+        expires_at: int | None = None,
     ) -> tuple[bool, dict[str, Any] | None]:
         if self.fail_claim:
             self.records[(pk, sk)] = {"status": DeliveryStatus.SENDING, "claim": token, "claimed_at": now}

@@ -250,6 +250,12 @@ def test_the_confirmation_sample_event_sends_one_confirmation_mail_while_pending
     assert worker.lambda_handler(event, context) == {"batchItemFailures": []}
     assert worker.lambda_handler(event, context) == {"batchItemFailures": []}  # a duplicate delivery
     (mail,) = sent_mails()
+    # its record holds no address and expires (the mail says an unconfirmed address is forgotten)
+    record = boto3.client("dynamodb", region_name=REGION).get_item(
+        TableName=stack.physical_name("ResultsTable"),
+        Key={"pk": {"S": "confirmation"}, "sk": {"S": f"{task['subscriber_id']}#1"}},
+    )["Item"]
+    assert record["status"]["S"] == "sent" and "email" not in record and int(record["expires_at"]["N"]) > 0
     raw = email.message_from_string(
         "\n".join(f"{k}: {v}" for k, v in mail.headers.items()) + "\n\n", policy=policy.default
     )

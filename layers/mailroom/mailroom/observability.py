@@ -2,21 +2,47 @@
 
 Powertools reads POWERTOOLS_SERVICE_NAME, POWERTOOLS_METRICS_NAMESPACE and
 POWERTOOLS_LOG_LEVEL from the function's environment (template.yaml).
+
+No address reaches the logs: Mailroom's own log lines name subscribers by id, and every
+line is passed through ``redact`` as it is written, which masks anything that looks like
+an address - in an AWS error message that quotes the recipient, a validation error that
+quotes its input, or a stack trace. The domain is kept (``***@example.com``): it is what
+an operator needs to see a provider's trouble, and names nobody.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.metrics import MetricUnit
 
-logger = Logger()
+# a local part (no spaces, quotes or brackets) "@" a domain with at least one dot
+ADDRESS = re.compile(r"[^\s\"'<>()\[\],;:@\\]+@((?:[A-Za-z0-9-]+\.)+[A-Za-z0-9-]+)")
+
+
+def redact(text: str) -> str:
+    """``text`` with every address's local part masked."""
+    return ADDRESS.sub(r"***@\1", text) if "@" in text else text
+
+
+class RedactingFormatter(LambdaPowertoolsFormatter):
+    """Powertools' JSON lines, with addresses masked in the whole line (message, extra
+    keys, exception and stack trace alike)."""
+
+    def serialize(self, log: Any) -> str:
+        return redact(super().serialize(log))
+
+
+logger = Logger(logger_formatter=RedactingFormatter())
 metrics = Metrics()
 
-__all__ = ["MetricUnit", "logger", "metrics", "timed"]
+__all__ = ["MetricUnit", "logger", "metrics", "redact", "timed"]
 
 
 @contextmanager

@@ -286,12 +286,20 @@ class ResultLedger:
         return to_item({"pk": pk, "sk": sk})
 
     def claim(
-        self, pk: str, sk: str, token: str, now: str, email: str | None = None, held: str | None = None
+        self,
+        pk: str,
+        sk: str,
+        token: str,
+        now: str,
+        email: str | None = None,
+        held: str | None = None,
+        expires_at: int | None = None,
     ) -> tuple[bool, dict[str, Any] | None]:
         """Claim the right to send this mail: (True, None), or (False, the record as it is).
 
         The record may be claimed if it does not exist, was released, or is held by ``held``
-        (an earlier attempt's claim known not to have been sent).
+        (an earlier attempt's claim known not to have been sent). ``expires_at`` (epoch
+        seconds) lets the table's TTL remove the record.
         """
         item = {
             "pk": pk,
@@ -300,6 +308,7 @@ class ResultLedger:
             "claim": token,
             "claimed_at": now,
             "email": email,
+            "expires_at": expires_at,
         }
         condition = "attribute_not_exists(pk) OR #status = :released"
         values: dict[str, Any] = {":released": DeliveryStatus.RELEASED.value}

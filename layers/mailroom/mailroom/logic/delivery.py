@@ -71,8 +71,12 @@ def deliver_once(
     mail: Mail,
     held: str | None = None,
     clock: Callable[[], datetime] = utcnow,
+    record_address: bool = True,
+    keep_seconds: int | None = None,
 ) -> Delivery:
-    """Send ``mail`` unless this (run, subscriber) was already claimed.
+    """Send ``mail`` unless this (run, subscriber) was already claimed. The record keeps the
+    recipient's address unless ``record_address`` is False, and expires ``keep_seconds``
+    after the claim if that is given.
 
     0. build the MIME message (anything that can fail before the send fails here, unclaimed);
     1. claim the ledger record under a new token with a conditional write (refused if it is
@@ -96,7 +100,15 @@ def deliver_once(
         return iso(clock())
 
     try:
-        claimed, record = ledger.claim(run, subscriber_id, token, now(), email=mail.to, held=held)
+        claimed, record = ledger.claim(
+            run,
+            subscriber_id,
+            token,
+            now(),
+            email=mail.to if record_address else None,
+            held=held,
+            expires_at=None if keep_seconds is None else int(clock().timestamp()) + keep_seconds,
+        )
     except Exception as exc:
         # Whether the claim was written is unknown; nothing was sent under it: hand it on.
         logger.warning("claim not confirmed; retrying later", extra={**context, "error": str(exc)})

@@ -37,7 +37,14 @@ class Queue(Protocol):
 
 class Ledger(Protocol):
     def claim(
-        self, pk: str, sk: str, token: str, now: str, email: str | None = None, held: str | None = None
+        self,
+        pk: str,
+        sk: str,
+        token: str,
+        now: str,
+        email: str | None = None,
+        held: str | None = None,
+        expires_at: int | None = None,
     ) -> tuple[bool, dict[str, Any] | None]: ...
     def record_sent(self, pk: str, sk: str, token: str, message_id: str, now: str) -> None: ...
     def record_failed(self, pk: str, sk: str, token: str, error: str, now: str) -> None: ...

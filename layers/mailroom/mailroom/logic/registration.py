@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,12 +32,15 @@ from mailroom.models import (
 )
 from mailroom.observability import logger
 
-# A repeated registration of a pending address re-sends the confirmation at most this often;
-# a request that has not reached the queue yet (maybe still on its way: a double click) is
-# given this long before another may replace it; and at most this many are ever sent to one
-# subscriber (nobody can use the sign-up form to mail somebody else without end).
+# A repeated registration of a pending address re-sends the confirmation at most this often,
+# and at most CONFIRMATION_LIMIT are ever sent to one subscriber (nobody can use the sign-up
+# form to mail somebody else without end). A confirmation requested but not marked queued
+# yet is either on its way (a double click: the other request marks it within milliseconds)
+# or lost (that request died): a registration watches it for CONFIRMATION_STALE_SECONDS,
+# polling every CONFIRMATION_POLL_SECONDS, and requests a new one only if it stays unmarked.
 CONFIRMATION_RESEND_SECONDS = 300
-CONFIRMATION_STALE_SECONDS = 30
+CONFIRMATION_STALE_SECONDS = 1.0
+CONFIRMATION_POLL_SECONDS = 0.25
 CONFIRMATION_LIMIT = 10
 
 
@@ -60,6 +64,7 @@ class Lifecycle:
     confirmation_days: int = 7
     clock: Callable[[], datetime] = utcnow
     new_id: Callable[[], str] = lambda: str(uuid.uuid4())
+    sleep: Callable[[float], None] = time.sleep
 
     def _expires_at(self, now: datetime) -> int:
         return int((now + timedelta(days=self.confirmation_days)).timestamp())
@@ -94,21 +99,39 @@ class Lifecycle:
             existing.email, existing.id, self._expires_at(now), request.name, request.consent
         ):
             raise RegistrationConflict("the subscriber changed while it registered again")
-        seq = self.subscribers.request_confirmation(
-            existing.email,
-            existing.id,
+        seq = self._request_confirmation(existing)
+        polls = round(CONFIRMATION_STALE_SECONDS / CONFIRMATION_POLL_SECONDS) + 1
+        for _ in range(polls):
+            if seq is not None:
+                break
+            current = self.subscribers.get(existing.email)
+            if (
+                current is None
+                or current.id != existing.id
+                or current.status is not SubscriberStatus.PENDING
+                or current.confirmations_queued >= current.confirmations
+            ):
+                return Registered.LIMITED  # the last one reached the queue: the resend limit holds
+            self.sleep(CONFIRMATION_POLL_SECONDS)  # one is on its way, or its request died: watch it
+            seq = self._request_confirmation(existing)
+        if seq is None:
+            return Registered.LIMITED
+        # If queueing fails, the count stays ahead of the queued count: the next registration
+        # may request it again (the resend limit counts only what reached the queue).
+        self._queue_confirmation(existing, seq, correlation_id)
+        return Registered.RESENT
+
+    def _request_confirmation(self, subscriber: Subscriber) -> int | None:
+        now = self.clock()
+        return self.subscribers.request_confirmation(
+            subscriber.email,
+            subscriber.id,
             now=iso(now),
             resend_after=iso(now - timedelta(seconds=CONFIRMATION_RESEND_SECONDS)),
             stale_after=iso(now - timedelta(seconds=CONFIRMATION_STALE_SECONDS)),
             expires_at=self._expires_at(now),
             limit=CONFIRMATION_LIMIT,
         )
-        if seq is None:
-            return Registered.LIMITED
-        # If queueing fails, the count stays ahead of the queued count: a retry after
-        # CONFIRMATION_STALE_SECONDS may request it again (the resend limit counts what was queued).
-        self._queue_confirmation(existing, seq, correlation_id)
-        return Registered.RESENT
 
     def _queue_confirmation(self, subscriber: Subscriber, seq: int, correlation_id: str | None) -> None:
         task = ConfirmationTask(

@@ -13,6 +13,9 @@ from mailroom.models import ConfirmationTask, Outcome, SubscriberStatus, Welcome
 
 WELCOME_RUN = "welcome"
 CONFIRMATION_RUN = "confirmation"
+# A confirmation record holds no address and is removed (TTL) this long after its mail: the
+# confirmation mail says an unconfirmed address is forgotten, and it is.
+CONFIRMATION_RECORD_SECONDS = 30 * 24 * 3600
 
 
 def confirmation_key(subscriber_id: str, seq: int) -> str:
@@ -70,4 +73,15 @@ def send_confirmation(
         tags={"kind": "confirmation", "subscriber": subscriber.id, "seq": str(task.seq)},
     )
     key = confirmation_key(subscriber.id, task.seq)
-    return deliver_once(ledger, mailer, sender, CONFIRMATION_RUN, key, mail, held=task.held, clock=clock)
+    return deliver_once(
+        ledger,
+        mailer,
+        sender,
+        CONFIRMATION_RUN,
+        key,
+        mail,
+        held=task.held,
+        clock=clock,
+        record_address=False,
+        keep_seconds=CONFIRMATION_RECORD_SECONDS,
+    )

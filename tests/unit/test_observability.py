@@ -1,0 +1,82 @@
+"""No address reaches the logs: every line is redacted as it is written."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterator
+from types import ModuleType
+from unittest import mock
+
+import pytest
+from botocore.exceptions import ClientError
+
+from mailroom.observability import logger, redact
+from mailroom_local.template import Stack
+from tests.conftest import LambdaContext
+from tests.support import load_event
+
+
+@pytest.fixture
+def log_lines() -> Iterator[Callable[[], list[str]]]:
+    stream = io.StringIO()
+    previous = logger.registered_handler.setStream(stream)
+    try:
+        yield lambda: stream.getvalue().splitlines()
+    finally:
+        logger.registered_handler.setStream(previous)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "Email address is not verified: ada.lovelace+x@Example.org.",
+            "Email address is not verified: ***@Example.org.",
+        ),
+        ('{"email": "bob@ex.com"}', '{"email": "***@ex.com"}'),
+        ("<carol@xn--bcher-kva.de>", "<***@xn--bcher-kva.de>"),
+        ("no address here, just an @", "no address here, just an @"),
+    ],
+)
+def test_redact_masks_the_local_part(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+def test_every_log_line_is_redacted_message_extra_and_stack_trace(log_lines: Callable[[], list[str]]) -> None:
+    try:
+        raise ValueError("rejected ada@example.com")
+    except ValueError:
+        logger.exception("failed for dora@example.org", extra={"error": "eve@example.net said no"})
+    (line,) = log_lines()
+    assert "@example.com" in line and "ada@" not in line and "dora@" not in line and "eve@" not in line
+    assert json.loads(line)["message"] == "failed for ***@example.org"
+
+
+def test_a_rejection_quoting_the_recipient_logs_no_address(
+    stack: Stack, load_function: Callable[..., ModuleType], context: LambdaContext, log_lines: Callable[[], list[str]]
+) -> None:
+    import boto3
+
+    from tests.support import REGION
+
+    event = load_event("welcome_worker_sqs.json")
+    task = json.loads(event["Records"][0]["body"])
+    boto3.client("dynamodb", region_name=REGION).put_item(
+        TableName=stack.physical_name("SubscribersTable"),
+        Item={
+            "email": {"S": task["email"]},
+            "id": {"S": task["subscriber_id"]},
+            "status": {"S": "subscribed"},
+            "created_at": {"S": "2026-11-28T09:00:00.000Z"},
+        },
+    )
+    app = load_function("WelcomeWorkerFunction")
+    rejected = ClientError(
+        {"Error": {"Code": "MessageRejected", "Message": f"Address blacklisted: {task['email']}"}}, "SendEmail"
+    )
+    with mock.patch.object(app.mailer.client, "send_email", side_effect=rejected):
+        app.lambda_handler(event, context)
+    lines = log_lines()
+    assert any("mail failed permanently" in line for line in lines)
+    assert not [line for line in lines if task["email"] in line]
