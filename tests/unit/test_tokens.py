@@ -95,3 +95,24 @@ def test_short_keys_are_refused() -> None:
         Tokens([b"short"])
     with pytest.raises(ValueError):
         Tokens([])
+
+
+@pytest.mark.parametrize(
+    "alter",
+    [
+        lambda p, m: f"{p[:4]}!!!!{p[4:]}.{m}",  # characters the base64 decoder would skip
+        lambda p, m: f"{p}==.{m}",  # padding
+        lambda p, m: f"{p}.{m} ",
+        lambda p, m: f"{p}.{m[:5]}\n{m[5:]}",
+        lambda p, m: f"{p}.{m}".replace("-", "+").replace("_", "/") if ("-" in p + m or "_" in p + m) else f"{p}+.{m}",
+    ],
+    ids=["skipped-characters", "padding", "trailing-space", "line-break", "standard-alphabet"],
+)
+def test_a_token_altered_in_ways_the_decoder_would_forgive_is_refused(alter: object) -> None:
+    tokens = Tokens([KEY])
+    payload, mac = tokens.sign("unsubscribe", "sub-1").split(".")
+    assert callable(alter)
+    altered = alter(payload, mac)
+    assert altered != f"{payload}.{mac}"
+    with pytest.raises(TokenError):
+        tokens.verify("unsubscribe", altered)

@@ -21,6 +21,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,6 +31,9 @@ __all__ = ["MIN_KEY_BYTES", "TokenError", "Tokens", "Verified"]
 MIN_KEY_BYTES = 32
 MAX_TOKEN_CHARS = 512
 _VERSION = 1
+# base64url without padding: Python's decoder would skip other characters silently, and a
+# token altered that way must not verify
+_PART = re.compile(r"[A-Za-z0-9_-]+")
 
 
 class TokenError(ValueError):
@@ -72,6 +76,8 @@ class Tokens:
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS or token.count(".") != 1:
             raise TokenError("malformed")
         encoded_payload, encoded_mac = token.split(".")
+        if not (_PART.fullmatch(encoded_payload) and _PART.fullmatch(encoded_mac)):
+            raise TokenError("malformed")
         try:
             payload, mac = _unb64(encoded_payload), _unb64(encoded_mac)
         except (binascii.Error, ValueError):
