@@ -592,3 +592,23 @@ def test_a_repeated_ses_event_after_an_erasure_is_not_counted_again(stack: Stack
         assert (again["outcome"], again["counted"]) == ("duplicate", False), again
     assert counters() == {"delivered": 1, "bounced": 1, "complained": 0}
     assert mail["destination"][0] not in everything_stored(stack)
+
+
+def test_a_checkpoint_of_a_cancelled_campaign_whose_position_is_the_address_is_retired(
+    stack: Stack, campaigns: Campaigns
+) -> None:
+    """A page in flight when its campaign was cancelled may end at the erased address (its
+    ``next``, the scan position): a fan-out that can never step again needs none of it."""
+    put_subscribers(stack, 3)
+    victim = Recipient(id="id-1", email="r1@example.com", name="Reader 1")
+    other = Recipient(id="id-2", email="r2@example.com", name="Reader 2")
+    campaign = campaigns.create()
+    campaigns.send(campaign["id"])
+    store = CampaignResults(stack.physical_name("ResultsTable"), stack.physical_name("CampaignsTable"))
+    store.checkpoint(campaign["id"], 0, 1, lambda: Page([other, victim], victim.email), 0)
+    assert campaigns.call("POST", f"/admin/campaigns/{campaign['id']}/cancel")[0] == 200
+    assert victim.email in everything_stored(stack)
+
+    status, body = json_call(campaigns, "DELETE", "/admin/subscribers/id-1")
+    assert status == 200 and body["checkpoints_rewritten"] == 1, body
+    assert victim.email not in everything_stored(stack) and "Reader 1" not in everything_stored(stack)

@@ -293,7 +293,7 @@ class CampaignResults:
                 ExpressionAttributeValues=to_item({":true": True}),
             )
 
-    def anonymise_checkpoints(self, campaign_id: str, subscriber_id: str) -> tuple[int, int]:
+    def anonymise_checkpoints(self, campaign_id: str, subscriber_id: str, final: bool = False) -> tuple[int, int]:
         """Replace the subscriber's address and name in the campaign's checkpoints that still
         hold recipients (the pages in flight) by ``ERASED_ADDRESS``; (checkpoints rewritten,
         checkpoints whose scan position is the subscriber's own address).
@@ -301,6 +301,9 @@ class CampaignResults:
         The recipient stays in the page, anonymous: a replayed step queues the same tasks and
         counts the page as before, and the worker resolves it ``skipped`` (nobody has that
         address). Each rewrite is conditioned on the data read, and read again on a conflict.
+        ``final``: the campaign's fan-out can never step again (cancelled or sent): a page
+        naming the subscriber is retired instead - its scan position (``next``) may be the
+        address itself, which a live fan-out still needs and a final one never will.
         """
         rewritten = positioned = 0
         paginator = self.client.get_paginator("query")
@@ -313,12 +316,12 @@ class CampaignResults:
             ConsistentRead=True,
         ):
             for raw in response.get("Items", []):
-                changed, at_position = self._anonymise_one(from_item(raw), subscriber_id)
+                changed, at_position = self._anonymise_one(from_item(raw), subscriber_id, final)
                 rewritten += int(changed)
                 positioned += int(at_position)
         return rewritten, positioned
 
-    def _anonymise_one(self, item: dict[str, Any], subscriber_id: str) -> tuple[bool, bool]:
+    def _anonymise_one(self, item: dict[str, Any], subscriber_id: str, final: bool) -> tuple[bool, bool]:
         key = to_item({"pk": item["pk"], "sk": item["sk"]})
         for _ in range(REWRITE_ATTEMPTS):
             data = item.get("data")
@@ -330,22 +333,26 @@ class CampaignResults:
             at_position = page.next_cursor is not None and page.next_cursor in addresses
             if not erased:
                 return False, False
-            if all(r.email == ERASED_ADDRESS and r.name is None for r in erased):
+            if final:
+                update, at_position = "SET retired = :true REMOVE #data", False
+                values: dict[str, Any] = {":true": True, ":old": bytes(data)}
+            elif all(r.email == ERASED_ADDRESS and r.name is None for r in erased):
                 return False, at_position
-            anonymous = [
-                Recipient(id=r.id, email=ERASED_ADDRESS, held=r.held) if r.id == subscriber_id else r
-                for r in page.recipients
-            ]
+            else:
+                anonymous = [
+                    Recipient(id=r.id, email=ERASED_ADDRESS, held=r.held) if r.id == subscriber_id else r
+                    for r in page.recipients
+                ]
+                update = "SET #data = :new"
+                values = {":new": _encode_page(Page(anonymous, page.next_cursor)), ":old": bytes(data)}
             try:
                 self.client.update_item(
                     TableName=self.results_table,
                     Key=key,
-                    UpdateExpression="SET #data = :new",
+                    UpdateExpression=update,
                     ConditionExpression="#data = :old",
                     ExpressionAttributeNames={"#data": "data"},
-                    ExpressionAttributeValues=to_item(
-                        {":new": _encode_page(Page(anonymous, page.next_cursor)), ":old": bytes(data)}
-                    ),
+                    ExpressionAttributeValues=to_item(values),
                 )
             except self.client.exceptions.ConditionalCheckFailedException:
                 fresh = self.client.get_item(TableName=self.results_table, Key=key, ConsistentRead=True).get("Item")

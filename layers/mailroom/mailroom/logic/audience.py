@@ -467,7 +467,7 @@ class StartedCampaigns(Protocol):
 
 
 class CheckpointScrubber(Protocol):
-    def anonymise_checkpoints(self, campaign_id: str, subscriber_id: str) -> tuple[int, int]: ...
+    def anonymise_checkpoints(self, campaign_id: str, subscriber_id: str, final: bool = False) -> tuple[int, int]: ...
 
 
 @dataclass
@@ -529,7 +529,9 @@ def erase(
     for campaign_id, status, started_at in started:
         if started_at < recent and status is not CampaignStatus.SENDING:
             continue
-        rewritten, positioned = checkpoints.anonymise_checkpoints(campaign_id, subscriber_id)
+        rewritten, positioned = checkpoints.anonymise_checkpoints(
+            campaign_id, subscriber_id, final=status is not CampaignStatus.SENDING
+        )
         erasure.checkpoints_rewritten += rewritten
         erasure.fanout_positions += positioned
     if subscriber is not None:
