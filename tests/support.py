@@ -91,3 +91,19 @@ def link_tokens(stack: Stack) -> Tokens:
         SecretId=str(stack.ref("LinkSigningSecret"))
     )
     return Tokens(keys_of(secret["SecretString"]))
+
+
+def put_subscriber(
+    stack: Stack, subscriber_id: str, email: str, name: str | None = None, status: str = "subscribed"
+) -> None:
+    """One subscriber straight into the table (welcomed already, as an existing one is)."""
+    item: dict[str, Any] = {
+        "email": {"S": email},
+        "id": {"S": subscriber_id},
+        "status": {"S": status},
+        "created_at": {"S": "2026-11-28T09:00:00.000Z"},
+        "welcome_queued": {"BOOL": True},
+    }
+    if name:
+        item["name"] = {"S": name}
+    boto3.client("dynamodb", region_name=REGION).put_item(TableName=stack.physical_name("SubscribersTable"), Item=item)

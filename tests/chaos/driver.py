@@ -128,6 +128,10 @@ class Chaos:
         """POST /subscriptions like a browser that retries on 5xx; the final status code."""
         event = load_event("registration_post.json")
         event["body"] = json.dumps({"email": email, "name": name})
+        return self._browse(event, attempts)
+
+    def _browse(self, event: dict[str, Any], attempts: int) -> int:
+        """A request to the registration API, tried again on 5xx (or a killed invocation)."""
         status = 0
         for _ in range(attempts):
             outcome, response = self.invoke("RegistrationFunction", event)
@@ -148,13 +152,7 @@ class Chaos:
         event = load_event("registration_confirm_get.json")
         event["queryStringParameters"] = {"token": self.tokens.sign(CONFIRM, self.subscriber(email)["id"], 3600)}
         event["headers"]["Accept"] = "application/json"
-        status = 0
-        for _ in range(attempts):
-            outcome, response = self.invoke("RegistrationFunction", event)
-            status = response["statusCode"] if outcome == "ok" else 502
-            if status < 500:
-                return status
-        return status
+        return self._browse(event, attempts)
 
     def admin(self, method: str, path: str, body: Any = None, attempts: int = 10) -> tuple[int, Any]:
         status, payload = 0, None

@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 from mailroom_local.faults import SqsTimeTravel
 from mailroom_local.template import Stack
 from tests.conftest import LambdaContext
-from tests.support import REGION, load_event, queue_messages, sent_mails, sqs_event
+from tests.support import REGION, load_event, put_subscriber, queue_messages, sent_mails, sqs_event
 
 Loader = Callable[..., ModuleType]
 
@@ -23,19 +23,6 @@ Loader = Callable[..., ModuleType]
 def _subscriber_count(stack: Stack) -> int:
     dynamodb = boto3.client("dynamodb", region_name=REGION)
     return dynamodb.scan(TableName=stack.physical_name("SubscribersTable"), Select="COUNT")["Count"]
-
-
-def _put_subscriber(stack: Stack, subscriber_id: str, email: str, name: str | None = None) -> None:
-    item: dict[str, Any] = {
-        "email": {"S": email},
-        "id": {"S": subscriber_id},
-        "status": {"S": "subscribed"},
-        "created_at": {"S": "2026-11-28T09:00:00.000Z"},
-        "welcome_queued": {"BOOL": True},
-    }
-    if name:
-        item["name"] = {"S": name}
-    boto3.client("dynamodb", region_name=REGION).put_item(TableName=stack.physical_name("SubscribersTable"), Item=item)
 
 
 def _results(stack: Stack, pk: str) -> dict[str, dict[str, Any]]:
@@ -93,7 +80,7 @@ def test_the_answer_is_the_same_whatever_the_address_state(
     # the same address in another case is the same subscriber: pending, within the resend window
     event["body"] = json.dumps({"email": "ADA@Example.com", "name": "Ada"})
     answers.append(app.lambda_handler(event, context))
-    _put_subscriber(stack, "s-known", "grace@example.com")
+    put_subscriber(stack, "s-known", "grace@example.com")
     event["body"] = json.dumps({"email": "grace@example.com"})
     answers.append(app.lambda_handler(event, context))
     assert {(a["statusCode"], a["body"]) for a in answers} == {(answers[0]["statusCode"], answers[0]["body"])}
@@ -216,7 +203,7 @@ def _welcome_worker_with_its_subscriber(
     """The sample event, its task, and the worker, with the subscriber the task names stored."""
     event = load_event("welcome_worker_sqs.json")
     task = json.loads(event["Records"][0]["body"])
-    _put_subscriber(stack, task["subscriber_id"], task["email"])
+    put_subscriber(stack, task["subscriber_id"], task["email"])
     return event, task, load_function("WelcomeWorkerFunction")
 
 
@@ -226,7 +213,7 @@ def test_welcome_sample_event_sends_one_mail_with_html_and_text(
     # Given the subscriber the sample event names
     event = load_event("welcome_worker_sqs.json")
     task = json.loads(event["Records"][0]["body"])
-    _put_subscriber(stack, task["subscriber_id"], task["email"], name="Ada <Lovelace>")
+    put_subscriber(stack, task["subscriber_id"], task["email"], name="Ada <Lovelace>")
     app = load_function("WelcomeWorkerFunction")
     # When the worker handles the event
     response = app.lambda_handler(event, context)
@@ -326,7 +313,7 @@ def test_a_malformed_task_goes_to_the_dead_letter_queue_and_the_others_are_sent(
     stack: Stack, load_function: Loader, context: LambdaContext
 ) -> None:
     good = json.loads(load_event("welcome_worker_sqs.json")["Records"][0]["body"])
-    _put_subscriber(stack, good["subscriber_id"], good["email"])
+    put_subscriber(stack, good["subscriber_id"], good["email"])
     event = sqs_event(stack, "WelcomeQueue", [{"kind": "welcome"}, good])
     app = load_function("WelcomeWorkerFunction")
     assert app.lambda_handler(event, context) == {"batchItemFailures": []}

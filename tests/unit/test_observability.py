@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 from mailroom.observability import logger, redact
 from mailroom_local.template import Stack
 from tests.conftest import LambdaContext
-from tests.support import load_event
+from tests.support import load_event, put_subscriber
 
 
 @pytest.fixture
@@ -56,21 +56,9 @@ def test_every_log_line_is_redacted_message_extra_and_stack_trace(log_lines: Cal
 def test_a_rejection_quoting_the_recipient_logs_no_address(
     stack: Stack, load_function: Callable[..., ModuleType], context: LambdaContext, log_lines: Callable[[], list[str]]
 ) -> None:
-    import boto3
-
-    from tests.support import REGION
-
     event = load_event("welcome_worker_sqs.json")
     task = json.loads(event["Records"][0]["body"])
-    boto3.client("dynamodb", region_name=REGION).put_item(
-        TableName=stack.physical_name("SubscribersTable"),
-        Item={
-            "email": {"S": task["email"]},
-            "id": {"S": task["subscriber_id"]},
-            "status": {"S": "subscribed"},
-            "created_at": {"S": "2026-11-28T09:00:00.000Z"},
-        },
-    )
+    put_subscriber(stack, task["subscriber_id"], task["email"])
     app = load_function("WelcomeWorkerFunction")
     rejected = ClientError(
         {"Error": {"Code": "MessageRejected", "Message": f"Address blacklisted: {task['email']}"}}, "SendEmail"

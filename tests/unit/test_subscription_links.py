@@ -20,7 +20,7 @@ from mailroom.links import CONFIRM, UNSUBSCRIBE
 from mailroom.tokens import Tokens
 from mailroom_local.template import Stack
 from tests.conftest import LambdaContext
-from tests.support import REGION, link_tokens, load_event, queue_messages, sent_mails, sqs_event
+from tests.support import REGION, link_tokens, load_event, put_subscriber, queue_messages, sent_mails, sqs_event
 
 Loader = Callable[..., ModuleType]
 
@@ -238,15 +238,7 @@ def test_the_confirmation_sample_event_sends_one_confirmation_mail_while_pending
 ) -> None:
     event = load_event("welcome_worker_confirmation_sqs.json")
     task = json.loads(event["Records"][0]["body"])
-    boto3.client("dynamodb", region_name=REGION).put_item(
-        TableName=stack.physical_name("SubscribersTable"),
-        Item={
-            "email": {"S": task["email"]},
-            "id": {"S": task["subscriber_id"]},
-            "status": {"S": "pending"},
-            "created_at": {"S": "2026-11-28T09:00:00.000Z"},
-        },
-    )
+    put_subscriber(stack, task["subscriber_id"], task["email"], status="pending")
     assert worker.lambda_handler(event, context) == {"batchItemFailures": []}
     assert worker.lambda_handler(event, context) == {"batchItemFailures": []}  # a duplicate delivery
     (mail,) = sent_mails()

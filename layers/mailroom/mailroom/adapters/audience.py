@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from mailroom.adapters.aws import dynamodb_client
-from mailroom.adapters.dynamodb import from_item, to_item
+from mailroom.adapters.dynamodb import SubscriberRepository, from_item, to_item
 from mailroom.models import Subscriber
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-BY_ID = "ById"
 BATCH_GET_LIMIT = 100
 BATCH_ATTEMPTS = 6
 # What a result record keeps after an erasure: enough for the campaign's counts and the
@@ -57,12 +55,9 @@ ANONYMOUS_ATTRIBUTES = frozenset(
 )
 
 
-class SubscriberDirectory:
-    """The subscribers table as the admin API sees it (key: the normalized email)."""
-
-    def __init__(self, table_name: str, client: DynamoDBClient | None = None) -> None:
-        self.table_name = table_name
-        self.client = client or dynamodb_client()
+class SubscriberDirectory(SubscriberRepository):
+    """The subscribers table as the admin API sees it (key: the normalized email): the
+    repository's lookups and conditional writes, plus listing and importing."""
 
     def scan(self, start_after: str | None, limit: int) -> tuple[list[Subscriber], str | None]:
         """Up to ``limit`` subscribers in table order after the address ``start_after``, and
@@ -74,25 +69,6 @@ class SubscriberDirectory:
         found = [Subscriber.model_validate(from_item(item)) for item in response.get("Items", [])]
         last = response.get("LastEvaluatedKey")
         return found, (str(from_item(last)["email"]) if last else None)
-
-    def find_by_id(self, subscriber_id: str) -> Subscriber | None:
-        """The ById index (keys only, eventually consistent) names the address; a consistent
-        read of it confirms the id (the address may have changed hands since)."""
-        response = self.client.query(
-            TableName=self.table_name,
-            IndexName=BY_ID,
-            KeyConditionExpression="id = :id",
-            ExpressionAttributeValues=to_item({":id": subscriber_id}),
-            Limit=2,
-        )
-        for item in response.get("Items", []):
-            got = self.client.get_item(
-                TableName=self.table_name, Key=to_item({"email": from_item(item)["email"]}), ConsistentRead=True
-            ).get("Item")
-            subscriber = Subscriber.model_validate(from_item(got)) if got else None
-            if subscriber is not None and subscriber.id == subscriber_id:
-                return subscriber
-        return None
 
     def insert(self, values: dict[str, Any]) -> dict[str, Any] | None:
         """Write a new subscriber unless the address exists; None if it is (now) ours, else
@@ -117,34 +93,6 @@ class SubscriberDirectory:
             found = from_item(old) if old else {}
             return None if found.get("id") == values["id"] else found
         return None
-
-    def delete(self, email: str, subscriber_id: str) -> bool:
-        """Delete the subscriber if it still has this id; False if it was not there."""
-        try:
-            self.client.delete_item(
-                TableName=self.table_name,
-                Key=to_item({"email": email}),
-                ConditionExpression="id = :id",
-                ExpressionAttributeValues=to_item({":id": subscriber_id}),
-            )
-        except self.client.exceptions.ConditionalCheckFailedException:
-            return False
-        return True
-
-    def mark_confirmation_queued(self, email: str, subscriber_id: str, seq: int) -> None:
-        """Confirmation ``seq`` reached the queue (registration reads it: see Subscriber).
-
-        Never lowers the mark: a registration may have queued a later one meanwhile.
-        """
-        with suppress(self.client.exceptions.ConditionalCheckFailedException):
-            self.client.update_item(
-                TableName=self.table_name,
-                Key=to_item({"email": email}),
-                UpdateExpression="SET #queued = :seq",
-                ConditionExpression="id = :id AND (attribute_not_exists(#queued) OR #queued < :seq)",
-                ExpressionAttributeNames={"#queued": "confirmations_queued"},
-                ExpressionAttributeValues=to_item({":seq": seq, ":id": subscriber_id}),
-            )
 
 
 class PersonalRecords:

@@ -207,15 +207,18 @@ class SubscriberRepository:
                 ExpressionAttributeValues=to_item({":true": True, ":id": subscriber_id}),
             )
 
-    def delete(self, email: str, subscriber_id: str) -> None:
-        """Delete the subscriber, only if it is still the one with this id."""
-        with suppress(self.client.exceptions.ConditionalCheckFailedException):
+    def delete(self, email: str, subscriber_id: str) -> bool:
+        """Delete the subscriber, only if it is still the one with this id; False if it was not there."""
+        try:
             self.client.delete_item(
                 TableName=self.table_name,
                 Key=to_item({"email": email}),
                 ConditionExpression="id = :id",
                 ExpressionAttributeValues=to_item({":id": subscriber_id}),
             )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
 
     def scan_page(
         self, segment: int, total_segments: int, cursor: str | None, limit: int

@@ -9,13 +9,23 @@ from mailroom.links import Links
 from mailroom.logic.delivery import Delivery, Sender, deliver_once
 from mailroom.logic.ports import Ledger, MailSender, Subscribers
 from mailroom.mail import render
-from mailroom.models import ConfirmationTask, Outcome, SubscriberStatus, WelcomeTask, utcnow
+from mailroom.models import ConfirmationTask, Outcome, Subscriber, SubscriberStatus, WelcomeTask, utcnow
 
 WELCOME_RUN = "welcome"
 CONFIRMATION_RUN = "confirmation"
 # A confirmation record holds no address and is removed (TTL) this long after its mail: the
 # confirmation mail says an unconfirmed address is forgotten, and it is.
 CONFIRMATION_RECORD_SECONDS = 30 * 24 * 3600
+
+
+def _addressee(
+    task: WelcomeTask | ConfirmationTask, subscribers: Subscribers, status: SubscriberStatus
+) -> Subscriber | None:
+    """The subscriber the task names, if it still is that subscriber in that state."""
+    subscriber = subscribers.get(task.email)
+    if subscriber is None or subscriber.id != task.subscriber_id or subscriber.status != status:
+        return None
+    return subscriber
 
 
 def confirmation_key(subscriber_id: str, seq: int) -> str:
@@ -34,8 +44,8 @@ def send_welcome(
 ) -> Delivery:
     """Render and send the welcome mail of one confirmed subscriber, at most once; it carries
     the one-click unsubscribe headers like every newsletter."""
-    subscriber = subscribers.get(task.email)
-    if subscriber is None or subscriber.id != task.subscriber_id or subscriber.status != SubscriberStatus.SUBSCRIBED:
+    subscriber = _addressee(task, subscribers, SubscriberStatus.SUBSCRIBED)
+    if subscriber is None:
         return Delivery(Outcome.SKIPPED)
     unsubscribe_url = links.unsubscribe_url(subscriber.id)
     mail = render(
@@ -58,8 +68,8 @@ def send_confirmation(
     clock: Callable[[], datetime] = utcnow,
 ) -> Delivery:
     """Send one requested confirmation mail, at most once, while the subscriber is pending."""
-    subscriber = subscribers.get(task.email)
-    if subscriber is None or subscriber.id != task.subscriber_id or subscriber.status != SubscriberStatus.PENDING:
+    subscriber = _addressee(task, subscribers, SubscriberStatus.PENDING)
+    if subscriber is None:
         return Delivery(Outcome.SKIPPED)
     mail = render(
         "confirmation",
