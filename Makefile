@@ -57,8 +57,11 @@ typecheck: venv
 	$(VENV)/bin/mypy
 	@for app in functions/*/app.py; do $(VENV)/bin/mypy "$$app" || exit 1; done
 
+# Two workers (the CI machine's cores), a test file per worker at a time: a module's
+# embedded runtime and moto's process-wide state stay within one worker.
+PYTEST_WORKERS ?= 2
 pytest: venv
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 unit: venv
 	$(VENV)/bin/pytest tests/unit
