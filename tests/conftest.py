@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
 import pytest
 from moto import mock_aws
@@ -29,6 +30,24 @@ from tests.support import ACCOUNT, REGION, ROOT, TEMPLATE
 
 # SES v2 GetAccount (which moto lacks) reports a rate that never slows a test down.
 install_moto_extensions(max_send_rate=1000.0)
+
+
+# Each chaos run's counts, printed at the end of the session: a test records its line as a
+# property of its report, which reaches this process from pytest-xdist's workers too (the
+# hooks live here, in the conftest every process loads, not in tests/chaos/).
+CHAOS_REPORTS: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call":
+        CHAOS_REPORTS.extend(str(value) for name, value in report.user_properties if name == "chaos")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if CHAOS_REPORTS:
+        terminalreporter.section("chaos")
+        for line in CHAOS_REPORTS:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(autouse=True)

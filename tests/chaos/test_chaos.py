@@ -218,5 +218,5 @@ def test_no_mail_is_lost_or_sent_twice_under_faults(
         f"injected {dict(sorted(log.counts.items()))}; "
         f"invocations {sum(chaos.invocations.values())}"
     )
-    record_property("chaos", report)  # printed at the end of the session (tests/chaos/conftest.py)
+    record_property("chaos", report)  # printed at the end of the session (tests/conftest.py)
     print(report)
