@@ -46,6 +46,8 @@ from mailroom.worker import Budget
 MAX_IMPORT_ROWS = 5_000
 MAX_REPORTED_VALUE = 100  # characters of a rejected cell quoted back in the report
 IMPORT_THREADS = 16
+# rows written (and their confirmations queued) before the time budget is looked at again
+IMPORT_CHUNK = 100
 TASKS_PER_BATCH = 10  # one SendMessageBatch
 # Checkpoints live 14 days (TTL); DynamoDB deletes expired items within a few days.
 CHECKPOINT_DAYS = 17
@@ -340,27 +342,31 @@ def import_rows(
             return exc
         return _Put("written") if found is None else _Put("existing", found)
 
-    written: list[tuple[Row, Subscriber]] = []
-    resumable: list[Confirmation] = []
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        for candidate, outcome in zip(candidates, pool.map(put, candidates), strict=True):
-            row = candidate[0]
-            if isinstance(outcome, Exception):
-                logger.warning("import row not stored", extra={"row": row.line, "error": type(outcome).__name__})
-                report.failed.append({"row": row.line, "email": row.email, "reason": "not stored; import it again"})
-            elif outcome.outcome == "written":
-                written.append(candidate)
-            elif outcome.outcome == "not_attempted":
-                report.not_attempted.append({"row": row.line, "email": row.email})
-            elif (seq := unqueued_confirmation(outcome.found)) is not None:
-                found = Subscriber.model_validate(outcome.found)
-                resumable.append(Confirmation(row, found, seq, new=False))
-            else:
-                report.existing.append({"row": row.line, "email": row.email})
-        if confirmed:
-            report.imported = [row for row, _ in written]
-        queue = [] if confirmed else [Confirmation(row, subscriber, 1, new=True) for row, subscriber in written]
-        _queue_confirmations(queue + resumable, store, welcome_queue, correlation_id, report, pool)
+        # In chunks: each chunk's confirmations are queued before the next chunk is written,
+        # so the time a chunk takes (writes and queueing) is what the budget's margin covers.
+        for start in range(0, len(candidates), IMPORT_CHUNK):
+            chunk = candidates[start : start + IMPORT_CHUNK]
+            written: list[tuple[Row, Subscriber]] = []
+            resumable: list[Confirmation] = []
+            for candidate, outcome in zip(chunk, pool.map(put, chunk), strict=True):
+                row = candidate[0]
+                if isinstance(outcome, Exception):
+                    logger.warning("import row not stored", extra={"row": row.line, "error": type(outcome).__name__})
+                    report.failed.append({"row": row.line, "email": row.email, "reason": "not stored; import it again"})
+                elif outcome.outcome == "written":
+                    written.append(candidate)
+                elif outcome.outcome == "not_attempted":
+                    report.not_attempted.append({"row": row.line, "email": row.email})
+                elif (seq := unqueued_confirmation(outcome.found)) is not None:
+                    found = Subscriber.model_validate(outcome.found)
+                    resumable.append(Confirmation(row, found, seq, new=False))
+                else:
+                    report.existing.append({"row": row.line, "email": row.email})
+            if confirmed:
+                report.imported.extend(row for row, _ in written)
+            queue = [] if confirmed else [Confirmation(row, subscriber, 1, new=True) for row, subscriber in written]
+            _queue_confirmations(queue + resumable, store, welcome_queue, correlation_id, report, pool)
     if report.not_attempted:
         logger.warning("import stopped before its time ran out", extra={"not_attempted": len(report.not_attempted)})
     report.imported.sort(key=lambda row: row.line)
