@@ -21,7 +21,7 @@ from botocore.client import BaseClient
 
 from mailroom.links import CONFIRM, UNSUBSCRIBE
 from mailroom_local.template import Stack
-from tests.campaigns import Campaigns, Loader, put_subscribers, records, set_status
+from tests.campaigns import Campaigns, Loader, api_event, put_subscribers, records, set_status
 from tests.support import ACCOUNT, REGION, link_tokens, load_event, queue_messages, sqs_event
 
 _current: list[str] = []  # the function being invoked (worker threads read it too)
@@ -204,6 +204,19 @@ def _drive_everything(stack: Stack, campaigns: Campaigns) -> None:
     worker.lambda_handler(sqs_event(stack, "NewsletterQueue", [{"kind": "campaign"}]), campaigns.context)
     fanout = campaigns.app("FanoutFunction")
     fanout.lambda_handler(sqs_event(stack, "FanoutQueue", [{"kind": "fanout"}]), campaigns.context)
+    # the admin's subscriber routes: import (both ways), list, one, export, erase
+    admin = campaigns.app("AdminFunction")
+    for confirmed in ("true", "false"):
+        event = api_event(
+            "POST", "/admin/subscribers/import", f"email\nimport-{confirmed}@example.com\n", {"confirmed": confirmed}
+        )
+        event["headers"] = {**event["headers"], "Content-Type": "text/csv"}
+        event["multiValueHeaders"] = {**event["multiValueHeaders"], "Content-Type": ["text/csv"]}
+        assert admin.lambda_handler(event, campaigns.context)["statusCode"] == 200
+    campaigns.call("GET", "/admin/subscribers", query={"q": "r1"})
+    campaigns.call("GET", "/admin/subscribers/id-1")
+    admin.lambda_handler(api_event("GET", "/admin/subscribers/export"), campaigns.context)
+    assert campaigns.call("DELETE", "/admin/subscribers/id-2")[0] == 200
     # the admin's dead-letter view and redrive
     campaigns.call("GET", "/admin/dead-letters")
     campaigns.call("POST", "/admin/dead-letters/redrive", {})
