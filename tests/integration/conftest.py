@@ -116,6 +116,28 @@ def subscribe(runtime: Runtime, address: str, name: str | None = None) -> None:
     assert wait_for(lambda: mails_to(runtime, address, "welcome"), timeout=5.0), f"no welcome mail to {address}"
 
 
+def admin(runtime: Runtime, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    """A successful call of the admin API (``path`` below ``/admin``), its JSON."""
+    answer = http(method, f"{runtime.url}/admin{path}", body)
+    assert answer.status < 300, (answer.status, answer.text)
+    return answer.json()
+
+
+def send_campaign(runtime: Runtime, subject: str, content: str = "Hello {{ name }}") -> dict[str, Any]:
+    """Create a campaign, send it now, and return it once it is sent and its queues are idle."""
+    campaign_id = admin(runtime, "POST", "/campaigns", {"subject": subject, "content": content})["id"]
+    admin(runtime, "POST", f"/campaigns/{campaign_id}/send")
+
+    def finished() -> dict[str, Any] | None:
+        campaign: dict[str, Any] = admin(runtime, "GET", f"/campaigns/{campaign_id}")
+        return campaign if campaign["status"] == "sent" else None
+
+    campaign = wait_for(finished, timeout=30.0)
+    assert campaign, "the campaign did not finish"
+    assert wait_for(lambda: queues_idle(runtime, "NewsletterQueue", "FanoutQueue"), timeout=10.0)
+    return campaign
+
+
 def queues_idle(runtime: Runtime, *names: str) -> bool:
     status = {q["name"]: q for q in http("GET", f"{runtime.url}/_local/queues").json()}
     return all(

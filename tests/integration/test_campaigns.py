@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from mailroom_local import Runtime
-from tests.integration.conftest import http, mails_to, outbox, queues_idle, subscribe, wait_for
+from tests.integration.conftest import admin, http, mails_to, outbox, queues_idle, subscribe, wait_for
 from tests.support import ACCOUNT, REGION, TEMPLATE
 
 pytestmark = pytest.mark.integration
@@ -29,12 +29,6 @@ def runtime() -> Iterator[Runtime]:
         started.stop()
 
 
-def admin(runtime: Runtime, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    answer = http(method, f"{runtime.url}/admin/campaigns{path}", body)
-    assert answer.status < 300, (answer.status, answer.text)
-    return answer.json()
-
-
 def per_address(runtime: Runtime, subject: str) -> Counter[str]:
     counts: Counter[str] = Counter()
     for mail in outbox(runtime):
@@ -50,17 +44,20 @@ def test_a_scheduled_campaign_goes_out_once_even_when_the_schedule_fires_twice(r
 
     subject = f"Issue {uuid.uuid4().hex[:6]}"
     campaign = admin(
-        runtime, "POST", "", {"subject": subject, "content": "Hi {{ name }}", "send_at": "2026-01-01T10:00:00Z"}
+        runtime,
+        "POST",
+        "/campaigns",
+        {"subject": subject, "content": "Hi {{ name }}", "send_at": "2026-01-01T10:00:00Z"},
     )
     assert campaign["status"] == "scheduled"
     for _ in range(2):
         fired = http("POST", f"{runtime.url}/_local/schedules/DailyNewsletter")
         assert fired.status == 200, fired.text
-    assert wait_for(lambda: admin(runtime, "GET", f"/{campaign['id']}")["status"] == "sent", timeout=20.0)
+    assert wait_for(lambda: admin(runtime, "GET", f"/campaigns/{campaign['id']}")["status"] == "sent", timeout=20.0)
     assert wait_for(lambda: queues_idle(runtime, "NewsletterQueue", "FanoutQueue"), timeout=10.0)
     time.sleep(0.5)  # nothing more may arrive
     assert per_address(runtime, subject) == dict.fromkeys(readers, 1)
-    final = admin(runtime, "GET", f"/{campaign['id']}")
+    final = admin(runtime, "GET", f"/campaigns/{campaign['id']}")
     assert final["counters"] == {"recipients": 3, "queued": 0, "sent": 3, "failed": 0, "skipped": 0, "uncertain": 0}
     (mail,) = mails_to(runtime, readers[0], subject.lower())
     assert mail["html"] and "Hi Ada" in mail["text"] and f"{runtime.public_url}/unsubscribe?token=" in mail["text"]
@@ -108,16 +105,16 @@ def test_a_campaign_to_10000_subscribers_reaches_each_exactly_once(runtime: Runt
 
     addresses = _seed(runtime, LARGE)
     subject = f"Ten thousand {uuid.uuid4().hex[:6]}"
-    campaign = admin(runtime, "POST", "", {"subject": subject, "content": "# Hello\n\nNews for everyone."})
+    campaign = admin(runtime, "POST", "/campaigns", {"subject": subject, "content": "# Hello\n\nNews for everyone."})
     started = time.monotonic()
-    assert admin(runtime, "POST", f"/{campaign['id']}/send")["status"] == "sending"
+    assert admin(runtime, "POST", f"/campaigns/{campaign['id']}/send")["status"] == "sending"
 
     def done() -> dict[str, Any] | None:
-        current: dict[str, Any] = admin(runtime, "GET", f"/{campaign['id']}")
+        current: dict[str, Any] = admin(runtime, "GET", f"/campaigns/{campaign['id']}")
         return current if current["status"] == "sent" else None
 
     final = wait_for(done, timeout=240.0, interval=1.0)
-    assert final, admin(runtime, "GET", f"/{campaign['id']}")
+    assert final, admin(runtime, "GET", f"/campaigns/{campaign['id']}")
     elapsed = time.monotonic() - started
     mails = [mail for mail in Outbox(ACCOUNT, REGION).messages() if mail["subject"] == subject]
     counts = Counter(address for mail in mails for address in mail["to"])

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from mailroom_local import Runtime
-from tests.integration.conftest import http, outbox, wait_for
+from tests.integration.conftest import admin, http, outbox, send_campaign, wait_for
 from tests.support import TEMPLATE
 
 pytestmark = pytest.mark.integration
@@ -29,12 +29,6 @@ def runtime() -> Iterator[Runtime]:
         yield started
     finally:
         started.stop()
-
-
-def admin(runtime: Runtime, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    answer = http(method, f"{runtime.url}/admin/campaigns{path}", body)
-    assert answer.status < 300, (answer.status, answer.text)
-    return answer.json()
 
 
 def subscribe(runtime: Runtime, email: str) -> str:
@@ -84,13 +78,6 @@ def ses_events(runtime: Runtime) -> dict[str, Any]:
     return status
 
 
-def send_campaign(runtime: Runtime, subject: str) -> dict[str, Any]:
-    campaign = admin(runtime, "POST", "", {"subject": subject, "content": "Hello {{ name }}"})
-    admin(runtime, "POST", f"/{campaign['id']}/send")
-    assert wait_for(lambda: admin(runtime, "GET", f"/{campaign['id']}")["status"] == "sent", timeout=30.0)
-    return dict(campaign)
-
-
 def test_bounces_and_complaints_suppress_and_the_next_campaign_skips_them(runtime: Runtime) -> None:
     ids = {email: subscribe(runtime, email) for email in (BOUNCE, COMPLAINT, SUCCESS, READER)}
     first = send_campaign(runtime, "First issue")
@@ -116,11 +103,15 @@ def test_bounces_and_complaints_suppress_and_the_next_campaign_skips_them(runtim
     assert record(runtime, first["id"], ids[BOUNCE])["bounce_type"] == "Permanent"
     assert record(runtime, first["id"], ids[COMPLAINT])["complaint_type"] == "abuse"
     assert "delivered_at" not in record(runtime, first["id"], ids[READER])  # no events for it by default
-    assert admin(runtime, "GET", f"/{first['id']}")["counters"]["sent"] == 4
+    assert admin(runtime, "GET", f"/campaigns/{first['id']}")["counters"]["sent"] == 4
     assert feedback_counters(runtime, first["id"]) == {"delivered": 2, "bounced": 1, "complained": 1}
-    assert admin(runtime, "GET", f"/{first['id']}")["feedback"] == {"delivered": 2, "bounced": 1, "complained": 1}
+    assert admin(runtime, "GET", f"/campaigns/{first['id']}")["feedback"] == {
+        "delivered": 2,
+        "bounced": 1,
+        "complained": 1,
+    }
 
     second = send_campaign(runtime, "Second issue")
     mailed = [address for mail in outbox(runtime) if mail["subject"] == "Second issue" for address in mail["to"]]
     assert sorted(mailed) == sorted([SUCCESS, READER])
-    assert admin(runtime, "GET", f"/{second['id']}")["counters"]["recipients"] == 2
+    assert admin(runtime, "GET", f"/campaigns/{second['id']}")["counters"]["recipients"] == 2

@@ -14,25 +14,9 @@ from typing import Any
 import pytest
 
 from mailroom_local import Runtime
-from tests.integration.conftest import http, mails_to, outbox, queues_idle, subscribe, wait_for
+from tests.integration.conftest import http, mails_to, outbox, send_campaign, subscribe, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def _send_campaign(runtime: Runtime, subject: str) -> dict[str, Any]:
-    created = http("POST", f"{runtime.url}/admin/campaigns", {"subject": subject, "content": "Hello {{ name }}"})
-    assert created.status == 201, created.text
-    campaign_id = created.json()["id"]
-    assert http("POST", f"{runtime.url}/admin/campaigns/{campaign_id}/send").status == 202
-
-    def finished() -> dict[str, Any] | None:
-        campaign: dict[str, Any] = http("GET", f"{runtime.url}/admin/campaigns/{campaign_id}").json()
-        return campaign if campaign["status"] == "sent" else None
-
-    campaign = wait_for(finished, timeout=20.0)
-    assert campaign, "the campaign did not finish"
-    assert wait_for(lambda: queues_idle(runtime, "NewsletterQueue", "FanoutQueue"), timeout=10.0)
-    return campaign
 
 
 def _raw(mail: dict[str, Any]) -> email.message.EmailMessage:
@@ -51,7 +35,7 @@ def test_only_confirmed_subscribers_get_newsletters_and_one_click_unsubscribes_f
     assert wait_for(lambda: mails_to(runtime, unconfirmed, "confirm"), timeout=5.0)
 
     first = f"First {tag}"
-    campaign = _send_campaign(runtime, first)
+    campaign = send_campaign(runtime, first)
     (newsletter,) = mails_to(runtime, confirmed, first.lower())
     assert not mails_to(runtime, unconfirmed, first.lower())  # never confirmed: nothing
     assert campaign["counters"]["sent"] >= 1
@@ -64,7 +48,7 @@ def test_only_confirmed_subscribers_get_newsletters_and_one_click_unsubscribes_f
     assert answer.status == 200, answer.text
 
     second = f"Second {tag}"
-    _send_campaign(runtime, second)
+    send_campaign(runtime, second)
     time.sleep(0.3)
     assert not mails_to(runtime, confirmed, second.lower())
     assert not mails_to(runtime, unconfirmed, second.lower())

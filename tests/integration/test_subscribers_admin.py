@@ -6,22 +6,15 @@ from __future__ import annotations
 import json
 import time
 import zlib
-from typing import Any
 
 import pytest
 
 from mailroom_local import Runtime
-from tests.integration.conftest import http, mails_to, wait_for
+from tests.integration.conftest import admin, http, mails_to, wait_for
 
 pytestmark = pytest.mark.integration
 
 CSV = {"Content-Type": "text/csv"}
-
-
-def admin(runtime: Runtime, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    answer = http(method, f"{runtime.url}/admin{path}", body)
-    assert answer.status < 300, (answer.status, answer.text)
-    return answer.json()
 
 
 def everything_stored(runtime: Runtime) -> str:

@@ -34,7 +34,13 @@ def environment() -> Environment:
     )
 
 
-def render(template: str, to: str, context: dict[str, Any], tags: dict[str, str] | None = None) -> Mail:
+def render(
+    template: str,
+    to: str,
+    context: dict[str, Any],
+    tags: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Mail:
     """Render ``<template>.subject.j2``, ``.txt.j2`` and ``.html.j2`` into one Mail."""
     env = environment()
     subject = " ".join(env.get_template(f"{template}.subject.j2").render(context).split())
@@ -43,6 +49,7 @@ def render(template: str, to: str, context: dict[str, Any], tags: dict[str, str]
         subject=subject,
         text=env.get_template(f"{template}.txt.j2").render(context),
         html=env.get_template(f"{template}.html.j2").render({**context, "subject": subject}),
+        headers=headers or {},
         tags=tags or {},
     )
 

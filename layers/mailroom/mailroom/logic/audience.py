@@ -30,6 +30,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from mailroom.errors import MailroomError
 from mailroom.logic.ports import Queue
+from mailroom.logic.registration import pending_subscriber
 from mailroom.models import (
     CampaignStatus,
     ConfirmationTask,
@@ -288,17 +289,7 @@ def new_subscriber(row: Row, subscriber_id: str, confirmed: bool, now: datetime,
             confirmed_at=stamp,
             welcome_queued=True,
         )
-    return Subscriber(
-        id=subscriber_id,
-        email=row.email,
-        name=row.name,
-        status=SubscriberStatus.PENDING,
-        created_at=stamp,
-        source=SubscriberSource.IMPORT,
-        confirmations=1,
-        confirmation_sent_at=stamp,
-        expires_at=int((now + timedelta(days=confirmation_days)).timestamp()),
-    )
+    return pending_subscriber(subscriber_id, row.email, row.name, now, confirmation_days, SubscriberSource.IMPORT)
 
 
 def import_rows(

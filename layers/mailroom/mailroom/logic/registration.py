@@ -25,6 +25,7 @@ from mailroom.models import (
     ConfirmationTask,
     Registration,
     Subscriber,
+    SubscriberSource,
     SubscriberStatus,
     WelcomeTask,
     iso,
@@ -42,6 +43,36 @@ CONFIRMATION_RESEND_SECONDS = 300
 CONFIRMATION_STALE_SECONDS = 1.0
 CONFIRMATION_POLL_SECONDS = 0.25
 CONFIRMATION_LIMIT = 10
+
+
+def pending_expiry(now: datetime, confirmation_days: int) -> int:
+    """When a pending subscriber requested ``now`` disappears unconfirmed (the TTL, epoch seconds)."""
+    return int((now + timedelta(days=confirmation_days)).timestamp())
+
+
+def pending_subscriber(
+    subscriber_id: str,
+    email: str,
+    name: str | None,
+    now: datetime,
+    confirmation_days: int,
+    source: SubscriberSource = SubscriberSource.SIGNUP,
+    consent: str | None = None,
+) -> Subscriber:
+    """A new subscriber awaiting confirmation, its first confirmation mail requested ``now``
+    (registration and import both make them)."""
+    return Subscriber(
+        id=subscriber_id,
+        email=email,
+        name=name,
+        consent=consent,
+        status=SubscriberStatus.PENDING,
+        created_at=iso(now),
+        source=source,
+        confirmations=1,
+        confirmation_sent_at=iso(now),
+        expires_at=pending_expiry(now, confirmation_days),
+    )
 
 
 class RegistrationConflict(Exception):
@@ -67,21 +98,13 @@ class Lifecycle:
     sleep: Callable[[float], None] = time.sleep
 
     def _expires_at(self, now: datetime) -> int:
-        return int((now + timedelta(days=self.confirmation_days)).timestamp())
+        return pending_expiry(now, self.confirmation_days)
 
     # -- registration ---------------------------------------------------------------------
     def register(self, request: Registration, correlation_id: str | None = None) -> Registered:
         now = self.clock()
-        candidate = Subscriber(
-            id=self.new_id(),
-            email=request.email,
-            name=request.name,
-            consent=request.consent,
-            status=SubscriberStatus.PENDING,
-            created_at=iso(now),
-            confirmations=1,
-            confirmation_sent_at=iso(now),
-            expires_at=self._expires_at(now),
+        candidate = pending_subscriber(
+            self.new_id(), request.email, request.name, now, self.confirmation_days, consent=request.consent
         )
         if self.subscribers.create(candidate):
             try:

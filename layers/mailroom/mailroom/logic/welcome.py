@@ -53,8 +53,8 @@ def send_welcome(
         to=subscriber.email,
         context={"name": subscriber.name, "sender_name": sender.name, "unsubscribe_url": unsubscribe_url},
         tags={"kind": "welcome", "subscriber": subscriber.id},
+        headers=links.unsubscribe_headers(unsubscribe_url),
     )
-    mail = mail.model_copy(update={"headers": links.unsubscribe_headers(unsubscribe_url)})
     return deliver_once(ledger, mailer, sender, WELCOME_RUN, subscriber.id, mail, held=task.held, clock=clock)
 
 
