@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
+from unittest import mock
 
 import pytest
 
+from mailroom.adapters.secrets import LinkKeys, keys_of
 from mailroom.tokens import MAX_TOKEN_CHARS, TokenError, Tokens
 
 KEY = b"k" * 32
@@ -116,3 +118,22 @@ def test_a_token_altered_in_ways_the_decoder_would_forgive_is_refused(alter: obj
     assert altered != f"{payload}.{mac}"
     with pytest.raises(TokenError):
         tokens.verify("unsubscribe", altered)
+
+
+def test_the_secret_holds_one_key_or_a_rotation() -> None:
+    assert keys_of("a" * 40) == [b"a" * 40]
+    assert keys_of('{"current": "' + "n" * 40 + '", "previous": ["' + "o" * 40 + '"]}') == [b"n" * 40, b"o" * 40]
+    assert keys_of('{"current": "' + "n" * 40 + '", "previous": "' + "o" * 40 + '"}') == [b"n" * 40, b"o" * 40]
+
+
+def test_the_link_key_is_read_once_per_ttl() -> None:
+    client = mock.Mock()
+    client.get_secret_value.return_value = {"SecretString": "k" * 40}
+    now = [0.0]
+    keys = LinkKeys("LinkSigningSecret", client=client, ttl=300, clock=lambda: now[0])
+    first = keys.tokens()
+    now[0] = 299.0
+    assert keys.tokens() is first and client.get_secret_value.call_count == 1
+    now[0] = 300.0
+    assert keys.tokens() is not first and client.get_secret_value.call_count == 2
+    client.get_secret_value.assert_called_with(SecretId="LinkSigningSecret")

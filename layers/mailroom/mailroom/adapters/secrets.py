@@ -56,6 +56,9 @@ class LinkKeys:
         return self._client
 
     def tokens(self) -> Tokens:
+        tokens = self._tokens
+        if tokens is not None and self.clock() - self._read_at < self.ttl:
+            return tokens  # the hot path (a signed link per mail, from many threads): no lock
         with self._lock:
             if self._tokens is None or self.clock() - self._read_at >= self.ttl:
                 value = self._secretsmanager().get_secret_value(SecretId=self.secret_id)["SecretString"]
