@@ -1,9 +1,11 @@
-"""Create a stack's tables, queues and SES identities, as CloudFormation would.
+"""Create a stack's tables, queues, SES identities, secrets and parameters, as CloudFormation would.
 
 Works against any boto3 endpoint: the runtime's moto server, or moto's in-process
-``mock_aws`` in unit tests. Creation is idempotent (an existing table/identity is kept;
-``CreateQueue`` with equal attributes returns the existing queue), so provisioning twice
-is harmless.
+``mock_aws`` in unit tests. Creation is idempotent (an existing table/identity/secret is
+kept; ``CreateQueue`` with equal attributes returns the existing queue; a parameter is
+overwritten with its current value), so provisioning twice is harmless. A service missing
+from the ``clients`` given gets a client like them: when they share one endpoint that is
+not AWS's (the runtime's moto server), that endpoint with the local fake credentials.
 
 * ``AWS::DynamoDB::Table`` -> ``CreateTable`` (KeySchema, AttributeDefinitions,
   BillingMode, ProvisionedThroughput, GSIs, LSIs, streams, SSE, table class), then
@@ -23,6 +25,18 @@ is harmless.
   (``secrets.token_urlsafe`` alphabet without punctuation), generated here on this machine
   as Secrets Manager would in AWS. Ref resolves to the secret's name, which
   ``GetSecretValue`` accepts as well as the ARN.
+* ``AWS::SSM::Parameter`` -> ``PutParameter`` (``Overwrite``: a parameter follows its
+  template value, e.g. ``PublicUrl`` = the runtime's URL on whatever port it got) with its
+  ``Name`` (else the logical id), ``Type``, ``Value``, ``Description``, ``AllowedPattern``,
+  ``DataType`` and ``Tier``.
+
+Not created locally: the web app's hosting (``AWS::S3::Bucket``, ``AWS::S3::BucketPolicy``,
+``AWS::CloudFront::Distribution``, ``OriginAccessControl``, ``Function``,
+``ResponseHeadersPolicy``). The local server serves ``web/`` itself and the API under
+``/api``; their ``Ref``/``Fn::GetAtt`` values are AWS-shaped placeholders (see
+:meth:`Stack.get_att <mailroom_local.template.Stack.get_att>`), and the response headers
+policy is read with :meth:`Stack.response_headers <mailroom_local.template.Stack.response_headers>`.
+Other resource types (IAM, alarms, topics, log groups, ...) are not created either.
 """
 
 from __future__ import annotations
@@ -36,7 +50,8 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import ClientError
 
-from .template import CONFIGURATION_SET_TYPE, IDENTITY_TYPE, SECRET_TYPE, TABLE_TYPES
+from . import aws
+from .template import CONFIGURATION_SET_TYPE, IDENTITY_TYPE, PARAMETER_TYPE, SECRET_TYPE, TABLE_TYPES
 
 if TYPE_CHECKING:
     from .template import Stack
@@ -63,6 +78,7 @@ class Provisioned:
     identities: list[str] = field(default_factory=list)
     configuration_sets: list[str] = field(default_factory=list)
     secrets: dict[str, str] = field(default_factory=dict)
+    parameters: dict[str, str] = field(default_factory=dict)  # logical id -> parameter name
 
 
 def provision(
@@ -72,15 +88,19 @@ def provision(
     endpoint_url: str | None = None,
     clients: Mapping[str, Any] | None = None,
 ) -> Provisioned:
-    """Create every table, queue and identity of ``stack``; see the module docstring."""
+    """Create every table, queue, identity, secret and parameter of ``stack``; see the module docstring."""
     given = dict(clients or {})
+    shared = None if session or endpoint_url else _local_endpoint(given.values())
     session = session or boto3.session.Session()
 
     def client(service: str) -> Any:
         if service not in given:
-            given[service] = session.client(  # type: ignore[call-overload]
-                service, region_name=stack.region, endpoint_url=endpoint_url
-            )
+            if shared is not None:
+                given[service] = aws.client(service, shared, stack.region)
+            else:
+                given[service] = session.client(  # type: ignore[call-overload]
+                    service, region_name=stack.region, endpoint_url=endpoint_url
+                )
         return given[service]
 
     result = Provisioned()
@@ -94,33 +114,67 @@ def provision(
         )
     for logical_id in stack.of_type(IDENTITY_TYPE, honour_conditions=False):
         identity = str(stack.ref(logical_id))
-        try:
-            client("sesv2").create_email_identity(EmailIdentity=identity)
-        except ClientError as error:
-            if error.response["Error"]["Code"] != "AlreadyExistsException":
-                raise
+        _unless_exists(client("sesv2").create_email_identity, "AlreadyExistsException", EmailIdentity=identity)
         result.identities.append(identity)
     for logical_id in stack.of_type(CONFIGURATION_SET_TYPE):
         name = str(stack.ref(logical_id))
-        try:
-            client("sesv2").create_configuration_set(ConfigurationSetName=name)
-        except ClientError as error:
-            # SES v2 says AlreadyExistsException; moto answers with SES v1's code
-            if error.response["Error"]["Code"] not in (
-                "AlreadyExistsException",
-                "ConfigurationSetAlreadyExistsException",
-            ):
-                raise
+        # SES v2 says AlreadyExistsException; moto answers with SES v1's code
+        _unless_exists(
+            client("sesv2").create_configuration_set,
+            "AlreadyExistsException",
+            "ConfigurationSetAlreadyExistsException",
+            ConfigurationSetName=name,
+        )
         result.configuration_sets.append(name)
     for logical_id in stack.of_type(SECRET_TYPE):
         name = str(stack.ref(logical_id))
-        try:
-            client("secretsmanager").create_secret(Name=name, SecretString=secret_string(stack, logical_id))
-        except ClientError as error:
-            if error.response["Error"]["Code"] != "ResourceExistsException":
-                raise
+        _unless_exists(
+            client("secretsmanager").create_secret,
+            "ResourceExistsException",
+            Name=name,
+            SecretString=secret_string(stack, logical_id),
+        )
         result.secrets[logical_id] = name
+    for logical_id in stack.of_type(PARAMETER_TYPE):
+        request = parameter_request(stack, logical_id)
+        client("ssm").put_parameter(**request, Overwrite=True)
+        result.parameters[logical_id] = str(request["Name"])
     return result
+
+
+def _unless_exists(create: Any, *exists: str, **arguments: Any) -> None:
+    """``create(**arguments)``; an error with one of the ``exists`` codes means it is there already."""
+    try:
+        create(**arguments)
+    except ClientError as error:
+        if error.response["Error"]["Code"] not in exists:
+            raise
+
+
+def parameter_request(stack: Stack, logical_id: str) -> dict[str, Any]:
+    """The ``PutParameter`` arguments of an ``AWS::SSM::Parameter`` (without ``Overwrite``)."""
+    properties: dict[str, Any] = stack.resolve(stack.resources[logical_id].get("Properties") or {})
+    kind = str(properties.get("Type", "String"))
+    value = properties["Value"]
+    if kind == "StringList" and isinstance(value, list):
+        value = ",".join(map(str, value))
+    request: dict[str, Any] = {"Name": stack.physical_name(logical_id), "Type": kind, "Value": str(value)}
+    for key in ("Description", "AllowedPattern", "DataType", "Tier"):
+        if properties.get(key):
+            request[key] = str(properties[key])
+    return request
+
+
+def _local_endpoint(clients: Any) -> str | None:
+    """The one endpoint all ``clients`` use, if it is not AWS's (e.g. a moto server), else None."""
+    endpoints = {str(getattr(getattr(c, "meta", None), "endpoint_url", "")) for c in clients}
+    if len(endpoints) != 1:
+        return None
+    (endpoint,) = endpoints
+    host = endpoint.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
+    if not endpoint or host.endswith((".amazonaws.com", ".amazonaws.com.cn", ".api.aws")):
+        return None
+    return endpoint
 
 
 def secret_string(stack: Stack, logical_id: str) -> str:

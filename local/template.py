@@ -56,6 +56,10 @@ TABLE_TYPES = ("AWS::DynamoDB::Table", "AWS::Serverless::SimpleTable")
 IDENTITY_TYPE = "AWS::SES::EmailIdentity"
 CONFIGURATION_SET_TYPE = "AWS::SES::ConfigurationSet"
 SECRET_TYPE = "AWS::SecretsManager::Secret"  # noqa: S105 - a resource type, not a password
+PARAMETER_TYPE = "AWS::SSM::Parameter"
+BUCKET_TYPE = "AWS::S3::Bucket"
+DISTRIBUTION_TYPE = "AWS::CloudFront::Distribution"
+RESPONSE_HEADERS_POLICY_TYPE = "AWS::CloudFront::ResponseHeadersPolicy"
 SCHEDULE_EVENT_TYPES = ("ScheduleV2", "Schedule")
 EVENT_RULE_TYPES = ("EventBridgeRule", "CloudWatchEvent")  # SAM's two names of an EventBridge rule
 
@@ -274,6 +278,27 @@ class Stack:
             values = {"Arn": f"{arn_prefix.format('logs')}:log-group:{name}:*"}
         elif kind == "AWS::Serverless::Api":
             values = {"RootResourceId": "root"}
+        elif kind == PARAMETER_TYPE:
+            properties = self._properties(resource)
+            values = {
+                "Type": self.resolve(properties.get("Type", "String")),
+                "Value": self.resolve(properties["Value"]),
+            }
+        elif kind == BUCKET_TYPE:
+            # AWS-shaped; nothing serves them locally (the web app is served by the local server)
+            values = {
+                "Arn": f"arn:aws:s3:::{name}",
+                "DomainName": f"{name}.s3.amazonaws.com",
+                "RegionalDomainName": f"{name}.s3.{self.region}.amazonaws.com",
+                "WebsiteURL": f"http://{name}.s3-website-{self.region}.amazonaws.com",
+            }
+        elif kind == DISTRIBUTION_TYPE:
+            # AWS-shaped (no distribution runs locally); the local web app's URL is PublicUrl
+            values = {"Id": name, "DomainName": f"{name.lower()}.cloudfront.net"}
+        elif kind == "AWS::CloudFront::Function":
+            values = {"FunctionARN": f"arn:aws:cloudfront::{self.account_id}:function/{name}", "Stage": "LIVE"}
+        elif kind in ("AWS::CloudFront::OriginAccessControl", RESPONSE_HEADERS_POLICY_TYPE):
+            values = {"Id": name}
         if attribute not in values:
             raise IntrinsicError(f"Fn::GetAtt {resource}.{attribute} ({kind}) is not supported locally")
         return values[attribute]
@@ -341,10 +366,15 @@ class Stack:
             "AWS::Logs::LogGroup": "LogGroupName",
             CONFIGURATION_SET_TYPE: "Name",
             SECRET_TYPE: "Name",
+            PARAMETER_TYPE: "Name",
+            BUCKET_TYPE: "BucketName",
+            "AWS::CloudFront::Function": "Name",
         }.get(kind)
         properties = resource.get("Properties") or {}
         if name_property and name_property in properties:
             return str(self.resolve(properties[name_property]))
+        if kind == BUCKET_TYPE:
+            return logical_id.lower()  # bucket names are lower case
         if kind == QUEUE_TYPE and _truthy(self.resolve(properties.get("FifoQueue", False))):
             return f"{logical_id}.fifo"  # CloudFormation's generated FIFO names end in .fifo, too
         return logical_id
@@ -557,6 +587,27 @@ class Stack:
                 )
         return rules
 
+    # -------------------------------------------------------------- web app
+    def response_headers(self, logical_id: str | None = None) -> dict[str, str]:
+        """The headers an ``AWS::CloudFront::ResponseHeadersPolicy`` puts on every answer, as CloudFront writes them.
+
+        ``logical_id`` defaults to the template's only such policy (none: no headers). The
+        security headers (HSTS, CSP, nosniff, frame options, referrer policy, XSS protection)
+        and the custom headers are rendered; CORS headers depend on the request and are not.
+        The local server sends them too, so what the template declares is what is tested.
+        """
+        if logical_id is None:
+            policies = self.of_type(RESPONSE_HEADERS_POLICY_TYPE)
+            if not policies:
+                return {}
+            if len(policies) > 1:
+                raise TemplateError(f"several response headers policies ({', '.join(policies)}): name one")
+            logical_id = policies[0]
+        if self._resource(logical_id).get("Type") != RESPONSE_HEADERS_POLICY_TYPE:
+            raise TemplateError(f"{logical_id} is not an {RESPONSE_HEADERS_POLICY_TYPE}")
+        config = self.resolve(self._properties(logical_id).get("ResponseHeadersPolicyConfig") or {})
+        return _policy_headers(config)
+
     # ------------------------------------------------------------ provision
     def provision(
         self,
@@ -592,6 +643,39 @@ _QUEUE_ATTRIBUTES = (
     "SqsManagedSseEnabled",
     "VisibilityTimeout",
 )
+
+
+def _policy_headers(config: Mapping[str, Any]) -> dict[str, str]:
+    """A ``ResponseHeadersPolicyConfig``'s security and custom headers, rendered as CloudFront does."""
+    headers: dict[str, str] = {}
+    security = config.get("SecurityHeadersConfig") or {}
+    hsts = security.get("StrictTransportSecurity")
+    if hsts:
+        value = f"max-age={int(hsts['AccessControlMaxAgeSec'])}"
+        if _truthy(hsts.get("IncludeSubdomains", False)):
+            value += "; includeSubDomains"
+        if _truthy(hsts.get("Preload", False)):
+            value += "; preload"
+        headers["Strict-Transport-Security"] = value
+    if security.get("ContentSecurityPolicy"):
+        headers["Content-Security-Policy"] = str(security["ContentSecurityPolicy"]["ContentSecurityPolicy"])
+    if security.get("ContentTypeOptions") is not None:
+        headers["X-Content-Type-Options"] = "nosniff"
+    if security.get("FrameOptions"):
+        headers["X-Frame-Options"] = str(security["FrameOptions"]["FrameOption"])
+    if security.get("ReferrerPolicy"):
+        headers["Referrer-Policy"] = str(security["ReferrerPolicy"]["ReferrerPolicy"])
+    xss = security.get("XSSProtection")
+    if xss:
+        value = "1" if _truthy(xss.get("Protection", False)) else "0"
+        if value == "1" and _truthy(xss.get("ModeBlock", False)):
+            value += "; mode=block"
+        elif value == "1" and xss.get("ReportUri"):
+            value += f"; report={xss['ReportUri']}"
+        headers["X-XSS-Protection"] = value
+    for item in (config.get("CustomHeadersConfig") or {}).get("Items") or []:
+        headers[str(item["Header"])] = as_string(item["Value"])
+    return headers
 
 
 def _attribute(value: Any) -> str:

@@ -107,6 +107,9 @@ def needed(service: str, operation: str, params: dict[str, Any]) -> list[tuple[s
     if service == "secretsmanager":
         # locally the secret's Ref (and so the policy's resource) is its name, which the functions get
         return [(f"secretsmanager:{operation}", params["SecretId"])]
+    if service == "ssm":
+        # a parameter's ARN names it without its leading slash: /stack/public-url -> parameter/stack/public-url
+        return [(f"ssm:{operation}", f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/{params['Name'].lstrip('/')}")]
     raise AssertionError(f"no IAM mapping for {service}:{operation}")
 
 
@@ -276,6 +279,14 @@ def test_every_aws_call_of_every_function_is_allowed_by_its_policy(stack: Stack,
 def test_the_check_catches_a_missing_action(stack: Stack) -> None:
     statements = allowed(stack, "NewsletterWorkerFunction")
     assert permits(statements, "dynamodb:PutItem", table_arn("ResultsTable"))
+    # the mailers may read the web app's URL (PUBLIC_URL_PARAMETER), that parameter only; others may not
+    for mailer in ("WelcomeWorkerFunction", "NewsletterWorkerFunction", "AdminFunction"):
+        name = stack.function_env(mailer)["PUBLIC_URL_PARAMETER"]
+        (pair,) = needed("ssm", "GetParameter", {"Name": name})
+        assert permits(allowed(stack, mailer), *pair), mailer
+        assert not permits(allowed(stack, mailer), "ssm:GetParameter", pair[1] + "-other")
+        assert not permits(allowed(stack, mailer), "ssm:PutParameter", pair[1])
+    assert not permits(allowed(stack, "RegistrationFunction"), *pair)
     assert not permits(statements, "dynamodb:DeleteItem", table_arn("ResultsTable"))
     assert not permits(statements, "dynamodb:Scan", table_arn("SubscribersTable"))
     assert not permits(allowed(stack, "RegistrationFunction"), "dynamodb:Scan", table_arn("SubscribersTable"))

@@ -476,3 +476,121 @@ def test_provisioned_resources_accept_what_the_handlers_do() -> None:
     stack.provision()
     assert secrets.get_secret_value(SecretId=secret_id)["SecretString"] == value
     assert stack.provision().secrets == {"LinkSigningSecret": secret_id}
+    # the parameter the mailers read when PublicUrl is empty exists, by the name they get
+    name = stack.function_env("NewsletterWorkerFunction")["PUBLIC_URL_PARAMETER"]
+    assert created.parameters == {"PublicUrlParameter": name}
+    value = boto3.client("ssm", region_name="us-east-1").get_parameter(Name=name)["Parameter"]["Value"]
+    assert value == "https://webdistribution.cloudfront.net"
+
+
+# ------------------------------------------------------------------- parameters, web hosting
+WEB = """
+Parameters:
+  PublicUrl: {Type: String, Default: ""}
+Conditions:
+  HasPublicUrl: !Not [!Equals [!Ref PublicUrl, ""]]
+Resources:
+  Site:
+    Type: AWS::CloudFront::Distribution
+    Properties: {DistributionConfig: {Enabled: true}}
+  Files:
+    Type: AWS::S3::Bucket
+  Headers:
+    Type: AWS::CloudFront::ResponseHeadersPolicy
+    Properties:
+      ResponseHeadersPolicyConfig:
+        Name: h
+        SecurityHeadersConfig:
+          StrictTransportSecurity: {AccessControlMaxAgeSec: "600", IncludeSubdomains: true, Override: true}
+          ContentSecurityPolicy: {ContentSecurityPolicy: "default-src 'self'", Override: true}
+          ContentTypeOptions: {Override: true}
+          XSSProtection: {Protection: true, ModeBlock: true, Override: true}
+        CustomHeadersConfig:
+          Items: [{Header: X-Stack, Value: !Ref AWS::StackName, Override: true}]
+  Url:
+    Type: AWS::SSM::Parameter
+    Properties:
+      Name: !Sub "/${AWS::StackName}/public-url"
+      Type: String
+      Description: Links in mails start with it.
+      Value: !If [HasPublicUrl, !Ref PublicUrl, !Sub "https://${Site.DomainName}"]
+  Unnamed:
+    Type: AWS::SSM::Parameter
+    Properties:
+      Type: StringList
+      Value: !Split [",", "a,b"]
+"""
+
+
+def web(overrides: dict[str, str] | None = None) -> Stack:
+    return Stack(loads_template(WEB), base_dir=Path("/project"), overrides=overrides, region="us-east-1")
+
+
+def test_an_if_evaluates_only_the_branch_it_picks() -> None:
+    """A runtime that sets PublicUrl never asks for the distribution's domain (nothing serves it locally)."""
+    template = loads_template(WEB)
+    template["Resources"]["Url"]["Properties"]["Value"]["Fn::If"][2] = {"Fn::GetAtt": ["Site", "NoSuchAttribute"]}
+    given = Stack(template, base_dir=Path("/project"), overrides={"PublicUrl": "http://127.0.0.1:3000"})
+    assert given.resolve(given.resources["Url"]["Properties"])["Value"] == "http://127.0.0.1:3000"
+    empty = Stack(template, base_dir=Path("/project"))
+    with pytest.raises(IntrinsicError, match="NoSuchAttribute"):
+        empty.resolve(empty.resources["Url"]["Properties"])
+
+
+def test_web_hosting_resources_resolve_to_aws_shaped_placeholders() -> None:
+    stack = web()
+    assert stack.resolve({"Fn::GetAtt": ["Site", "DomainName"]}) == "site.cloudfront.net"
+    assert stack.resolve({"Ref": "Site"}) == stack.resolve({"Fn::GetAtt": ["Site", "Id"]}) == "Site"
+    assert stack.resolve({"Ref": "Files"}) == "files"  # bucket names are lower case
+    assert stack.resolve({"Fn::GetAtt": ["Files", "Arn"]}) == "arn:aws:s3:::files"
+    assert stack.resolve({"Fn::GetAtt": ["Files", "RegionalDomainName"]}) == "files.s3.us-east-1.amazonaws.com"
+    assert stack.resolve({"Ref": "Url"}) == "/mailroom-local/public-url"
+    assert stack.resolve({"Fn::GetAtt": ["Url", "Value"]}) == "https://site.cloudfront.net"
+
+
+def test_response_headers_are_rendered_as_cloudfront_sends_them() -> None:
+    assert web().response_headers() == {
+        "Strict-Transport-Security": "max-age=600; includeSubDomains",
+        "Content-Security-Policy": "default-src 'self'",
+        "X-Content-Type-Options": "nosniff",
+        "X-XSS-Protection": "1; mode=block",
+        "X-Stack": "mailroom-local",
+    }
+    assert small().response_headers() == {}  # no policy, no headers
+    with pytest.raises(TemplateError, match="not an AWS::CloudFront::ResponseHeadersPolicy"):
+        web().response_headers("Site")
+
+
+@pytest.mark.usefixtures("aws")
+def test_provision_puts_ssm_parameters_and_keeps_them_current() -> None:
+    created = web({"PublicUrl": "http://127.0.0.1:3000"}).provision()
+    assert created.parameters == {"Url": "/mailroom-local/public-url", "Unnamed": "Unnamed"}
+    ssm = boto3.client("ssm", region_name="us-east-1")
+    parameter = ssm.get_parameter(Name="/mailroom-local/public-url")["Parameter"]
+    assert (parameter["Type"], parameter["Value"]) == ("String", "http://127.0.0.1:3000")
+    assert ssm.get_parameter(Name="Unnamed")["Parameter"]["Value"] == "a,b"
+    # provisioning again (a restarted runtime on another port) follows the template's value
+    web({"PublicUrl": "http://127.0.0.1:4000"}).provision()
+    assert ssm.get_parameter(Name="/mailroom-local/public-url")["Parameter"]["Value"] == "http://127.0.0.1:4000"
+    web().provision()  # PublicUrl empty: the distribution's (placeholder) domain
+    assert ssm.get_parameter(Name="/mailroom-local/public-url")["Parameter"]["Value"] == "https://site.cloudfront.net"
+    described = ssm.describe_parameters()["Parameters"]
+    assert {p["Name"]: p.get("Description") for p in described}["/mailroom-local/public-url"] == (
+        "Links in mails start with it."
+    )
+
+
+def test_a_service_missing_from_the_given_clients_uses_their_local_endpoint() -> None:
+    from types import SimpleNamespace
+
+    from mailroom_local.provision import _local_endpoint
+
+    def client(url: str) -> Any:
+        return SimpleNamespace(meta=SimpleNamespace(endpoint_url=url))
+
+    assert _local_endpoint([client("http://127.0.0.1:5000"), client("http://127.0.0.1:5000")]) == (
+        "http://127.0.0.1:5000"
+    )
+    assert _local_endpoint([client("https://dynamodb.us-east-1.amazonaws.com")]) is None  # AWS's: never reused
+    assert _local_endpoint([client("http://127.0.0.1:5000"), client("http://127.0.0.1:6000")]) is None
+    assert _local_endpoint([]) is None

@@ -105,12 +105,20 @@ def test_the_worker_caps_its_concurrency_and_paces_to_that_share(stack: Stack) -
     assert (env["WORKER_MAX_CONCURRENCY"], env["MAX_SEND_RATE"]) == ("7", "40")
 
 
-def test_mail_links_use_the_public_url_or_else_the_api_url() -> None:
-    default = Stack.load(TEMPLATE).function_env("NewsletterWorkerFunction")["PUBLIC_URL"]
-    assert default.startswith("https://") and ".execute-api." in default and default.endswith("/dev")
+def test_mail_links_use_the_public_url_or_else_the_parameter_with_the_distributions_url() -> None:
+    mailers = ("WelcomeWorkerFunction", "NewsletterWorkerFunction", "AdminFunction")
+    default = Stack.load(TEMPLATE)
+    for function in mailers:
+        env = default.function_env(function)
+        assert env["PUBLIC_URL"] == "", function  # empty: read the parameter
+        assert env["PUBLIC_URL_PARAMETER"] == "/mailroom-local/public-url", function
+    parameter = default.resolve(default.resources["PublicUrlParameter"]["Properties"])
+    assert parameter["Name"] == "/mailroom-local/public-url"
+    assert parameter["Value"].startswith("https://") and parameter["Value"].endswith(".cloudfront.net")
     given = Stack.load(TEMPLATE, overrides={"PublicUrl": "https://news.example.com"})
-    assert given.function_env("NewsletterWorkerFunction")["PUBLIC_URL"] == "https://news.example.com"
-    assert given.function_env("AdminFunction")["PUBLIC_URL"] == "https://news.example.com"
+    for function in mailers:
+        assert given.function_env(function)["PUBLIC_URL"] == "https://news.example.com", function
+    assert given.resolve(given.resources["PublicUrlParameter"]["Properties"])["Value"] == "https://news.example.com"
 
 
 def test_every_function_has_a_folder_an_app_and_a_sample_event_used_by_a_test(stack: Stack) -> None:
