@@ -224,12 +224,12 @@ def measure_fanout(template: Path, subscribers: int, timeout: float, poll_interv
             seed_seconds = time.perf_counter() - started
 
             counter.reset()
-            status, created = _http("POST", f"{runtime.url}/admin/campaigns", {"subject": SUBJECT, "content": CONTENT})
+            status, created = _http("POST", f"{runtime.api_url}/admin/campaigns", {"subject": SUBJECT, "content": CONTENT})
             if status != 201:
                 raise RuntimeError(f"POST /admin/campaigns answered {status}: {created}\n{_tail(log)}")
             campaign_id = created["id"]
             started = time.perf_counter()
-            status, sent = _http("POST", f"{runtime.url}/admin/campaigns/{campaign_id}/send")
+            status, sent = _http("POST", f"{runtime.api_url}/admin/campaigns/{campaign_id}/send")
             if status != 202:
                 raise RuntimeError(f"POST /admin/campaigns/{campaign_id}/send answered {status}: {sent}\n{_tail(log)}")
             # Polled with the repository itself (its requests carry the benchmark's mark)
@@ -246,7 +246,7 @@ def measure_fanout(template: Path, subscribers: int, timeout: float, poll_interv
             counts, server_seconds = counter.snapshot()
 
             # What the admin API shows (after the count)
-            status, view = _http("GET", f"{runtime.url}/admin/campaigns/{campaign_id}")
+            status, view = _http("GET", f"{runtime.api_url}/admin/campaigns/{campaign_id}")
             if status != 200:
                 raise RuntimeError(f"GET /admin/campaigns/{campaign_id} answered {status}: {view}\n{_tail(log)}")
             recipients = int(view["counters"]["recipients"])

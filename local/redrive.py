@@ -51,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mailroom_local.redrive", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--url",
-        default=os.environ.get("MAILROOM_URL") or f"http://127.0.0.1:{os.environ.get('PORT', '3000')}",
-        help="the API's base URL (default: $MAILROOM_URL, else the local runtime)",
+        default=os.environ.get("MAILROOM_URL") or f"http://127.0.0.1:{os.environ.get('PORT', '3000')}/api",
+        help="the API's base URL (default: $MAILROOM_URL, else the local runtime's /api)",
     )
     parser.add_argument("--queue", choices=["welcome", "newsletter", "fanout"], help="one dead-letter queue only")
     parser.add_argument("--limit", type=int, default=1000, help="move at most this many (default 1000)")

@@ -42,7 +42,7 @@ from .pollers import SqsPoller, plan_concurrency
 from .provision import Provisioned
 from .sandbox import Invocation, SandboxPool
 from .scheduler import Scheduler
-from .server import HttpApp, LocalHttpServer, server_address
+from .server import API_PREFIX, HttpApp, LocalHttpServer, server_address
 from .ses_events import SesEventBus
 from .template import SqsSourceSpec, Stack
 
@@ -51,7 +51,6 @@ __all__ = ["DEFAULT_PORT", "PUBLIC_URL_PARAMETER", "Runtime"]
 DEFAULT_PORT = 3000
 PUBLIC_URL_PARAMETER = "PublicUrl"
 _WILDCARD_HOST = "0.0.0.0"  # noqa: S104 - compared with, never bound to
-STATIC_DIR = Path(__file__).parent / "static"
 _ACTIVE = threading.Lock()  # moto's backends are per process: one runtime at a time
 
 
@@ -68,7 +67,7 @@ class Runtime:
         region: str | None = None,
         stream: TextIO | None = None,
         quiet: bool = False,
-        static_dir: Path | None = None,
+        web_dir: Path | bool | None = True,
         init_timeout: float = 60.0,
         ses_max_send_rate: float | None = None,
         ses_events: str | None = None,
@@ -80,6 +79,9 @@ class Runtime:
         ``ses_events`` says which sends publish SES events: ``simulator`` (mails to the
         mailbox simulator), ``all`` or ``off`` (default: ``$MAILROOM_LOCAL_SES_EVENTS``,
         else ``simulator``; see :mod:`.ses_events`).
+        ``web_dir`` is the single-page app served at ``/`` with the API under ``/api`` (as
+        CloudFront serves them in AWS): True (default) = ``web/`` next to the template if it
+        has an ``index.html``; a path; or False/None = no web app, the API at the root.
         """
         self.template_path = Path(template_path)
         self.host = host
@@ -87,7 +89,10 @@ class Runtime:
         self.console = Console(stream, quiet=quiet)
         # Replaced in start() when the runtime fills in PublicUrl (the port is known then).
         self.stack = Stack.load(self.template_path, overrides=overrides, region=region)
-        self.static_dir = static_dir or STATIC_DIR
+        if web_dir is True:
+            candidate = self.template_path.resolve().parent / "web"
+            web_dir = candidate if (candidate / "index.html").is_file() else None
+        self.web_dir: Path | None = web_dir or None
         self.init_timeout = init_timeout
         self.ses_max_send_rate = moto_ext.resolve_max_send_rate(ses_max_send_rate)
         self.moto: aws.MotoServer | None = None
@@ -113,6 +118,11 @@ class Runtime:
             raise RuntimeError("the runtime is not started")
         host, port = server_address(self._http)
         return f"http://{host}:{port}"
+
+    @property
+    def api_url(self) -> str:
+        """Base URL of the API: :attr:`url` + ``/api`` when the web app is served, else :attr:`url`."""
+        return self.url + (API_PREFIX if self.web_dir is not None else "")
 
     @property
     def public_url(self) -> str:
@@ -179,7 +189,7 @@ class Runtime:
             queues=self.queue_status,
             health=self.health,
             ses_events=self.ses_events.status,
-            static_dir=self.static_dir,
+            web_dir=self.web_dir,
             account_id=stack.account_id,
             console=self.console,
         )
@@ -373,13 +383,14 @@ class Runtime:
         assert provisioned is not None and self.scheduler is not None
         console.plain()
         console.plain(f"  Mailroom is running at {self.url}/   (stack {stack.stack_name}, Ctrl-C stops)")
+        if self.web_dir is not None:
+            console.plain(f"  Web app: {self.url}/ (sign-up), {self.url}/admin (admin console), from {self.web_dir}")
         console.plain()
         console.plain("  API routes (API Gateway REST, stage ignored in the URL):")
         for route in stack.routes:
-            console.plain(f"    {route.method.upper():<7} {self.url}{route.path}  ->  {route.function}")
+            console.plain(f"    {route.method.upper():<7} {self.api_url}{route.path}  ->  {route.function}")
         console.plain("  Local routes:")
         for line in (
-            "GET     /                          the sign-up page",
             "GET     /_local/outbox             sent mails (DELETE clears)",
             "GET     /_local/schedules          schedules; POST /_local/schedules/<name> fires one now",
             "GET     /_local/queues             queue depths, dead-letter queues included",

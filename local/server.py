@@ -1,9 +1,17 @@
-"""The HTTP front door: the API routes, the local-only routes and the static sign-up page.
+"""The HTTP front door: the API routes, the local-only routes and the web app.
 
-Precedence of a request: ``/_local/...`` (local tooling, never deployed) -> the template's
-API routes (API Gateway semantics, :mod:`mailroom_local.api`) -> static files from
-``local/static/`` for ``GET``/``HEAD`` (``/`` is ``index.html``) -> API Gateway's 403
-``Missing Authentication Token``.
+Two layouts:
+
+* **web app** (``web_dir`` set: Mailroom's ``web/``), the same origin as CloudFront in AWS
+  (docs/hosting.md): ``/_local/...`` (local tooling, never deployed) -> ``/api/...`` to the
+  template's API routes with the prefix stripped (``/api/subscriptions`` is the API's
+  ``/subscriptions``, as CloudFront's ``/api/*`` behavior and its function do) -> for
+  ``GET``/``HEAD`` a file of ``web_dir``, or ``index.html`` for a path whose last segment has
+  no ``.`` (the SPA's client-side routes; CloudFront's viewer-request function) -> 404.
+  Web responses carry the security headers of the template's response headers policy.
+* **API only** (no ``web_dir``: any other SAM template), like ``sam local start-api``:
+  ``/_local/...`` -> the API routes at the root -> API Gateway's 403 ``Missing
+  Authentication Token``.
 
 Local routes:
 
@@ -39,14 +47,30 @@ from .outbox import Outbox
 from .sandbox import Invocation
 from .scheduler import Scheduler
 
-__all__ = ["HttpApp", "LocalHttpServer", "Request", "server_address"]
+__all__ = [
+    "API_PREFIX",
+    "CONTENT_SECURITY_POLICY",
+    "HttpApp",
+    "LocalHttpServer",
+    "Request",
+    "server_address",
+    "web_content_type",
+]
 
 _DRAIN_LIMIT = 64 * 1024 * 1024
-_SECURITY_HEADERS = [
-    ("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"),
+API_PREFIX = "/api"  # CloudFront's behavior for the API (template.yaml, WebDistribution)
+# The template's response headers policy (WebSecurityHeadersPolicy); a unit test keeps them equal.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: https:; "
+    "connect-src 'self'; frame-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; "
+    "object-src 'none'"
+)
+WEB_SECURITY_HEADERS = [
+    ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
     ("X-Content-Type-Options", "nosniff"),
+    ("X-Frame-Options", "DENY"),
     ("Referrer-Policy", "no-referrer"),
-    ("Cache-Control", "no-store"),
+    ("Cache-Control", "no-cache"),
 ]
 
 
@@ -81,7 +105,7 @@ class HttpApp:
     scheduler: Scheduler
     queues: Callable[[], list[dict[str, Any]]]
     health: Callable[[], dict[str, Any]]
-    static_dir: Path
+    web_dir: Path | None
     account_id: str
     console: Console
     ses_events: Callable[[], dict[str, Any]] | None = None
@@ -89,7 +113,18 @@ class HttpApp:
     def handle(self, request: Request) -> ApiResponse:
         if request.path == "/_local" or request.path.startswith("/_local/"):
             return self._local(request)
-        found = self.router.find(request.method, request.path)
+        if self.web_dir is None:
+            return self._api(request, request.path) or error_response(403, "Missing Authentication Token")
+        if request.path == API_PREFIX or request.path.startswith(API_PREFIX + "/"):
+            path = request.path[len(API_PREFIX) :] or "/"
+            return self._api(request, path) or error_response(403, "Missing Authentication Token")
+        if request.method in ("GET", "HEAD"):
+            return self._web(request.path)
+        return json_response(405, {"message": "Method Not Allowed"})
+
+    def _api(self, request: Request, path: str) -> ApiResponse | None:
+        """The API route's answer, or None when no route matches (API Gateway's 403)."""
+        found = self.router.find(request.method, path)
         if found is not None:
             route, parameters = found
             request_id = str(uuid.uuid4())
@@ -97,7 +132,7 @@ class HttpApp:
                 route,
                 parameters,
                 method=request.method,
-                path=request.path,
+                path=path,
                 query=request.query,
                 headers=request.headers,
                 body=request.body,
@@ -112,24 +147,28 @@ class HttpApp:
                 # API Gateway turns a Lambda error (exception, timeout, crash) into a 502.
                 return error_response(502, "Internal server error", request_id)
             return proxy_response(invocation.payload, request_id)
-        if request.method in ("GET", "HEAD"):
-            static = self._static(request.path)
-            if static is not None:
-                return static
         # An unknown resource or method on a REST API: API Gateway answers 403, not 404.
-        return error_response(403, "Missing Authentication Token")
+        return None
 
-    # ---------------------------------------------------------------- static
-    def _static(self, path: str) -> ApiResponse | None:
-        relative = "index.html" if path in ("/", "") else path.lstrip("/")
-        root = self.static_dir.resolve()
+    # ------------------------------------------------------------------- web
+    def _web(self, path: str) -> ApiResponse:
+        """A file of the web app, or index.html for a client-side route (no '.' in the last
+        segment, as CloudFront's viewer-request function rewrites it); else 404."""
+        assert self.web_dir is not None
+        last = path.rsplit("/", 1)[-1]
+        relative = "index.html" if "." not in last else path.lstrip("/")
+        root = self.web_dir.resolve()
         target = (root / relative).resolve()
-        if not target.is_relative_to(root) or not target.is_file():
-            return None
-        content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
-        if content_type.startswith("text/") or content_type in ("application/javascript", "application/json"):
-            content_type += "; charset=utf-8"
-        return ApiResponse(200, [("Content-Type", content_type), *_SECURITY_HEADERS], target.read_bytes())
+        if (
+            not target.is_relative_to(root)
+            or not target.is_file()
+            or any(p.startswith(".") for p in target.relative_to(root).parts)
+        ):
+            return ApiResponse(
+                404, [("Content-Type", "text/plain; charset=utf-8"), *WEB_SECURITY_HEADERS], b"Not Found\n"
+            )
+        content_type = web_content_type(target.name)
+        return ApiResponse(200, [("Content-Type", content_type), *WEB_SECURITY_HEADERS], target.read_bytes())
 
     # ----------------------------------------------------------------- local
     def _health(self) -> ApiResponse:
@@ -169,6 +208,16 @@ class HttpApp:
             payload = invocation.payload if isinstance(invocation.payload, dict) else {}
             return json_response(502, {"message": "the function failed", **payload})
         return json_response(200, invocation.payload)
+
+
+def web_content_type(name: str) -> str:
+    """The Content-Type of a web app file (as scripts/publish_web.py uploads it)."""
+    if name.endswith((".js", ".mjs")):
+        return "text/javascript; charset=utf-8"
+    content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    if content_type.startswith("text/") or content_type in ("application/json", "image/svg+xml"):
+        content_type += "; charset=utf-8"
+    return content_type
 
 
 def _not_allowed() -> ApiResponse:

@@ -23,6 +23,7 @@ from mailroom.adapters.audience import PersonalRecords, SubscriberDirectory
 from mailroom.adapters.campaigns import CampaignRepository, InvalidCursor, decode_cursor, encode_cursor
 from mailroom.adapters.deadletters import DeadLetterOffice, DeadLetterQueue
 from mailroom.adapters.dynamodb import SubscriberRepository
+from mailroom.adapters.parameters import PublicUrl
 from mailroom.adapters.results import CampaignResults
 from mailroom.adapters.secrets import LinkKeys
 from mailroom.adapters.ses import Mailer
@@ -58,7 +59,9 @@ admin = CampaignAdmin(
     subscribers=SubscriberRepository(settings.subscribers_table),
     mailer=Mailer(configuration_set=settings.configuration_set),
     sender=Sender(settings.sender_address, settings.sender_name),
-    links=Links(settings.public_url, LinkKeys(settings.token_secret_arn).tokens),
+    links=Links(
+        PublicUrl(settings.public_url, settings.public_url_parameter), LinkKeys(settings.token_secret_arn).tokens
+    ),
     segments=settings.fanout_segments,
 )
 dead_letters = DeadLetterOffice(

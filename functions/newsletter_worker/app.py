@@ -26,6 +26,7 @@ from pydantic import ValidationError
 
 from mailroom.adapters.campaigns import CampaignRepository
 from mailroom.adapters.dynamodb import SubscriberRepository
+from mailroom.adapters.parameters import PublicUrl
 from mailroom.adapters.results import CampaignResults
 from mailroom.adapters.secrets import LinkKeys
 from mailroom.adapters.ses import Mailer
@@ -51,7 +52,9 @@ campaign_sender = CampaignSender(
     subscribers=SubscriberRepository(settings.subscribers_table),
     mailer=Mailer(configuration_set=settings.configuration_set),
     sender=Sender(settings.sender_address, settings.sender_name),
-    links=Links(settings.public_url, LinkKeys(settings.token_secret_arn).tokens),
+    links=Links(
+        PublicUrl(settings.public_url, settings.public_url_parameter), LinkKeys(settings.token_secret_arn).tokens
+    ),
     pacer=pacer,
     executor=ThreadPoolExecutor(max_workers=settings.send_threads, thread_name_prefix="send"),
 )

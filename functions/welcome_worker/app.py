@@ -20,6 +20,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import TypeAdapter, ValidationError
 
 from mailroom.adapters.dynamodb import ResultLedger, SubscriberRepository
+from mailroom.adapters.parameters import PublicUrl
 from mailroom.adapters.secrets import LinkKeys
 from mailroom.adapters.ses import Mailer
 from mailroom.adapters.sqs import TaskQueue
@@ -37,7 +38,11 @@ subscribers = SubscriberRepository(settings.subscribers_table)
 ledger = ResultLedger(settings.results_table)
 mailer = Mailer(configuration_set=settings.configuration_set)
 sender = Sender(settings.sender_address, settings.sender_name)
-links = Links(settings.public_url, LinkKeys(settings.token_secret_arn).tokens, settings.confirmation_days * 86400)
+links = Links(
+    PublicUrl(settings.public_url, settings.public_url_parameter),
+    LinkKeys(settings.token_secret_arn).tokens,
+    settings.confirmation_days * 86400,
+)
 tasks: TypeAdapter[WelcomeQueueTask] = TypeAdapter(WelcomeQueueTask)
 welcome_queue = TaskQueue(settings.welcome_queue_url)
 clock = utcnow  # what the age of another attempt's claim is judged by

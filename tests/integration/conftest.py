@@ -95,11 +95,21 @@ def mails_to(runtime: Runtime, address: str, kind: str | None = None) -> list[di
     return found
 
 
-CONFIRM_LINK = re.compile(r"https?://\S+/subscriptions/confirm\?token=[\w.-]+")
+CONFIRM_LINK = re.compile(r"https?://\S+/confirm\?token=[\w.-]+")
+# The web app's pages (what mails link to) and the API routes they call with the same token.
+PAGE_TO_API = {"/confirm": "/subscriptions/confirm", "/unsubscribe": "/unsubscribe"}
+
+
+def api_link(runtime: Runtime, page_link: str) -> str:
+    """The API URL that the web app's page at ``page_link`` calls (its token unchanged)."""
+    page, _, query = page_link.removeprefix(runtime.public_url).partition("?")
+    assert page in PAGE_TO_API and query.startswith("token="), page_link
+    return f"{runtime.api_url}{PAGE_TO_API[page]}?{query}"
 
 
 def confirmation_link(runtime: Runtime, address: str, timeout: float = 5.0) -> str:
-    """The link in the (last) confirmation mail to ``address``, once it has arrived."""
+    """The link in the (last) confirmation mail to ``address`` (the web app's confirmation
+    page), once it has arrived."""
     mails = wait_for(lambda: mails_to(runtime, address, "confirm"), timeout=timeout)
     assert mails, f"no confirmation mail to {address} within {timeout} s"
     found = CONFIRM_LINK.search(mails[-1]["text"] or "")
@@ -110,15 +120,16 @@ def confirmation_link(runtime: Runtime, address: str, timeout: float = 5.0) -> s
 def subscribe(runtime: Runtime, address: str, name: str | None = None) -> None:
     """Sign up through the API, open the confirmation link from the mail, await the welcome mail."""
     body = {"email": address} | ({"name": name} if name else {})
-    assert http("POST", f"{runtime.url}/subscriptions", body).status == 202
-    confirmed = http("GET", confirmation_link(runtime, address), headers={"Accept": "application/json"})
+    assert http("POST", f"{runtime.api_url}/subscriptions", body).status == 202
+    link = api_link(runtime, confirmation_link(runtime, address))
+    confirmed = http("GET", link, headers={"Accept": "application/json"})
     assert confirmed.status == 200 and confirmed.json()["status"] == "confirmed", confirmed.text
     assert wait_for(lambda: mails_to(runtime, address, "welcome"), timeout=5.0), f"no welcome mail to {address}"
 
 
 def admin(runtime: Runtime, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
     """A successful call of the admin API (``path`` below ``/admin``), its JSON."""
-    answer = http(method, f"{runtime.url}/admin{path}", body)
+    answer = http(method, f"{runtime.api_url}/admin{path}", body)
     assert answer.status < 300, (answer.status, answer.text)
     return answer.json()
 

@@ -31,7 +31,7 @@ def test_only_confirmed_subscribers_get_newsletters_and_one_click_unsubscribes_f
     tag = uuid.uuid4().hex[:8]
     confirmed, unconfirmed = f"ann.{tag}@example.org", f"pending.{tag}@example.org"
     subscribe(runtime, confirmed, "Ann")
-    assert http("POST", f"{runtime.url}/subscriptions", {"email": unconfirmed}).status == 202
+    assert http("POST", f"{runtime.api_url}/subscriptions", {"email": unconfirmed}).status == 202
     assert wait_for(lambda: mails_to(runtime, unconfirmed, "confirm"), timeout=5.0)
 
     first = f"First {tag}"
@@ -43,7 +43,11 @@ def test_only_confirmed_subscribers_get_newsletters_and_one_click_unsubscribes_f
     headers = _raw(newsletter)
     assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     url = str(headers["List-Unsubscribe"]).strip("<>")
-    assert url.startswith(f"{runtime.public_url}/unsubscribe?token=")  # https in AWS (see test_content)
+    # the API's route on the web app's origin (https in AWS, see test_content); the body's
+    # visible link is the web app's page for the same token
+    assert url.startswith(f"{runtime.public_url}/api/unsubscribe?token=")
+    token = url.partition("?token=")[2]
+    assert f"{runtime.public_url}/unsubscribe?token={token}" in newsletter["text"]
     answer = http("POST", url, b"List-Unsubscribe=One-Click", {"Content-Type": "application/x-www-form-urlencoded"})
     assert answer.status == 200, answer.text
 
@@ -61,6 +65,7 @@ def test_a_browser_gets_pages_for_links_and_a_bad_link_is_a_400_page(runtime: Ru
     subscribe(runtime, reader)
     (welcome,) = mails_to(runtime, reader, "welcome")
     url = str(_raw(welcome)["List-Unsubscribe"]).strip("<>")
+    assert url.startswith(f"{runtime.api_url}/unsubscribe?token=")  # the API's route: no JavaScript needed
     page = http("GET", url, headers={"Accept": "text/html"})
     assert page.status == 200 and page.text.count("<button") == 1
     assert page.headers["referrer-policy"] == "no-referrer"

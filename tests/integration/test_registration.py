@@ -5,12 +5,14 @@ from __future__ import annotations
 import time
 import uuid
 from http.client import HTTPConnection
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
 from mailroom_local import Runtime
-from tests.integration.conftest import confirmation_link, http, mails_to, queues_idle, wait_for
+from mailroom_local.server import CONTENT_SECURITY_POLICY
+from tests.integration.conftest import api_link, confirmation_link, http, mails_to, queues_idle, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -28,7 +30,7 @@ def test_health(runtime: Runtime) -> None:
 def test_signing_up_sends_one_confirmation_and_confirming_one_welcome_mail(runtime: Runtime) -> None:
     to = address("ann")
     posted = time.monotonic()
-    answer = http("POST", f"{runtime.url}/subscriptions", {"email": to, "name": "Ann"})
+    answer = http("POST", f"{runtime.api_url}/subscriptions", {"email": to, "name": "Ann"})
     assert answer.status == 202, answer.text
     assert answer.headers["content-type"].startswith("application/json")
     assert answer.json()["status"] == "accepted"
@@ -36,11 +38,12 @@ def test_signing_up_sends_one_confirmation_and_confirming_one_welcome_mail(runti
     link = confirmation_link(runtime, to, timeout=2.0 - (time.monotonic() - posted))
     (confirmation,) = mails_to(runtime, to)
     assert "confirm" in confirmation["subject"].lower() and "Ann" in confirmation["text"]
-    assert link.startswith(f"{runtime.public_url}/subscriptions/confirm?token=")
+    assert link.startswith(f"{runtime.public_url}/confirm?token=")  # the web app's page
     assert "List-Unsubscribe" not in confirmation["headers"]
 
-    # a browser opening the link gets a page; the welcome mail follows, once
-    page = http("GET", link, headers={"Accept": "text/html"})
+    # the web app's page at that link calls the API with its token (tests/browser drive the
+    # page itself); the API's route also answers a browser with a page. The welcome follows, once.
+    page = http("GET", api_link(runtime, link), headers={"Accept": "text/html"})
     assert page.status == 200 and page.headers["content-type"].startswith("text/html")
     assert "confirmed" in page.text
     mails = wait_for(lambda: mails_to(runtime, to, "welcome"), timeout=2.0)
@@ -55,7 +58,7 @@ def test_signing_up_sends_one_confirmation_and_confirming_one_welcome_mail(runti
     assert mail["sent_at"].endswith("Z")
 
     # the link again (a replay): the same answer, no second welcome mail
-    again = http("GET", link, headers={"Accept": "application/json"})
+    again = http("GET", api_link(runtime, link), headers={"Accept": "application/json"})
     assert again.status == 200 and again.json()["status"] == "confirmed"
     assert wait_for(lambda: queues_idle(runtime, "WelcomeQueue"), timeout=5.0)
     time.sleep(0.5)
@@ -64,11 +67,11 @@ def test_signing_up_sends_one_confirmation_and_confirming_one_welcome_mail(runti
 
 def test_registering_the_same_address_again_sends_nothing_more_for_a_while(runtime: Runtime) -> None:
     to = address("bob")
-    first = http("POST", f"{runtime.url}/subscriptions", {"email": to})
+    first = http("POST", f"{runtime.api_url}/subscriptions", {"email": to})
     assert first.status == 202, first.text
     confirmation_link(runtime, to)
 
-    again = http("POST", f"{runtime.url}/subscriptions", {"email": to.upper(), "name": "Bob"})
+    again = http("POST", f"{runtime.api_url}/subscriptions", {"email": to.upper(), "name": "Bob"})
     assert (again.status, again.json()) == (first.status, first.json())  # the same answer
     assert wait_for(lambda: queues_idle(runtime, "WelcomeQueue"), timeout=5.0)
     time.sleep(1.0)
@@ -101,7 +104,7 @@ def test_registering_the_same_address_again_sends_nothing_more_for_a_while(runti
 def test_bad_input_gets_a_4xx_json_error_naming_the_problem(
     runtime: Runtime, body: bytes, content_type: str, status: int, words: list[str]
 ) -> None:
-    answer = http("POST", f"{runtime.url}/subscriptions", body, {"Content-Type": content_type})
+    answer = http("POST", f"{runtime.api_url}/subscriptions", body, {"Content-Type": content_type})
     assert answer.status == status, answer.text
     assert answer.headers["content-type"].startswith("application/json")
     error = answer.json()["error"]
@@ -113,7 +116,7 @@ def test_bad_input_gets_a_4xx_json_error_naming_the_problem(
 
 def test_unknown_routes_answer_like_api_gateway(runtime: Runtime) -> None:
     for method, path in [("GET", "/nothing-here"), ("GET", "/subscriptions"), ("DELETE", "/subscriptions")]:
-        answer = http(method, f"{runtime.url}{path}")
+        answer = http(method, f"{runtime.api_url}{path}")
         assert answer.status == 403, (method, path)
         assert answer.json() == {"message": "Missing Authentication Token"}
 
@@ -123,7 +126,10 @@ def test_a_body_over_10_mb_is_refused_with_413(runtime: Runtime) -> None:
     connection = HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=30)
     try:
         connection.request(
-            "POST", "/subscriptions", body=b"x" * (10 * 1024 * 1024 + 1), headers={"Content-Type": "application/json"}
+            "POST",
+            "/api/subscriptions",
+            body=b"x" * (10 * 1024 * 1024 + 1),
+            headers={"Content-Type": "application/json"},
         )
         answer = connection.getresponse()
         assert answer.status == 413
@@ -132,19 +138,38 @@ def test_a_body_over_10_mb_is_refused_with_413(runtime: Runtime) -> None:
         connection.close()
 
 
-def test_the_sign_up_page_is_served(runtime: Runtime) -> None:
-    page = http("GET", f"{runtime.url}/")
-    assert page.status == 200
-    assert page.headers["content-type"].startswith("text/html")
-    html = page.text
-    assert '<label for="email"' in html and 'id="email"' in html and 'type="email"' in html
-    assert '<label for="name"' in html
-    assert 'lang="en"' in html and 'aria-live="polite"' in html
-    assert "http://" not in html and "https://" not in html  # no CDN
-    script = http("GET", f"{runtime.url}/app.js")
-    assert script.status == 200 and "/subscriptions" in script.text and "fetch(" in script.text
-    assert http("GET", f"{runtime.url}/style.css").status == 200
-    assert http("GET", f"{runtime.url}/../template.yaml").status == 403
+def test_the_web_app_is_served_at_the_root_with_client_side_routes_and_its_security_headers(runtime: Runtime) -> None:
+    index = http("GET", f"{runtime.url}/")
+    assert index.status == 200 and index.headers["content-type"].startswith("text/html")
+    assert '<script type="module" src="/js/app.js">' in index.text and 'lang="en"' in index.text
+    # client-side routes get the app (CloudFront's viewer-request function does the same)
+    for route in ("/check-inbox", "/confirm?token=abc", "/unsubscribe?token=abc", "/admin", "/admin/campaigns/x1"):
+        page = http("GET", f"{runtime.url}{route}")
+        assert page.status == 200 and page.text == index.text, route
+    # files keep their types; a missing file is a 404, not the app
+    script = http("GET", f"{runtime.url}/js/app.js")
+    assert script.status == 200 and script.headers["content-type"] == "text/javascript; charset=utf-8"
+    assert http("GET", f"{runtime.url}/css/app.css").headers["content-type"].startswith("text/css")
+    assert http("GET", f"{runtime.url}/js/missing.js").status == 404
+    assert http("GET", f"{runtime.url}/../template.yaml").status == 404
+    assert http("POST", f"{runtime.url}/").status == 405
+    headers = index.headers
+    assert headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    assert headers["x-content-type-options"] == "nosniff" and headers["referrer-policy"] == "no-referrer"
+    assert headers["x-frame-options"] == "DENY"
+    # the same origin serves the API under /api
+    assert http("GET", f"{runtime.api_url}/admin/campaigns?limit=1").status == 200
+
+
+def test_the_web_app_loads_nothing_from_other_origins() -> None:
+    web = Path(__file__).resolve().parents[2] / "web"
+    files = [path for path in web.rglob("*") if path.is_file()]
+    assert any(path.name == "index.html" for path in files)
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        text = text.replace('xmlns="http://www.w3.org/2000/svg"', "")  # a namespace name, not a fetch
+        assert "http://" not in text and "https://" not in text, path
+        assert "//cdn" not in text and "fonts.googleapis" not in text, path
 
 
 def test_local_routes_list_schedules_and_queues(runtime: Runtime) -> None:
@@ -182,7 +207,7 @@ def test_firing_an_unknown_schedule_is_a_404(runtime: Runtime) -> None:
 
 def test_the_outbox_can_be_cleared(runtime: Runtime) -> None:
     to = address("cleared")
-    assert http("POST", f"{runtime.url}/subscriptions", {"email": to}).status == 202
+    assert http("POST", f"{runtime.api_url}/subscriptions", {"email": to}).status == 202
     assert wait_for(lambda: mails_to(runtime, to), timeout=2.0)
     deleted = http("DELETE", f"{runtime.url}/_local/outbox")
     assert deleted.status == 200 and deleted.json()["deleted"] >= 1

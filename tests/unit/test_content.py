@@ -17,6 +17,7 @@ from mailroom.tokens import Tokens
 TOKENS = Tokens([b"k" * 32])
 LINKS = Links("https://news.example.com/", lambda: TOKENS)
 UNSUBSCRIBE_URL = f"https://news.example.com/unsubscribe?token={TOKENS.sign(UNSUBSCRIBE, SAMPLE.id)}"
+ONE_CLICK_URL = UNSUBSCRIBE_URL.replace("/unsubscribe?", "/api/unsubscribe?")
 
 
 def render(content: str, subject: str = "Hi {{ name }}", fmt: str = "markdown", recipient: Recipient = SAMPLE):
@@ -39,12 +40,14 @@ def test_markdown_becomes_html_and_keeps_links_to_per_recipient_fields() -> None
 def test_every_campaign_mail_has_rfc_8058_one_click_unsubscribe_headers_with_an_https_url() -> None:
     raw = to_mime(render("Hello {{ name }}"), "news@example.com", "News")
     parsed = email.message_from_bytes(raw, policy=policy.default)
-    assert parsed["List-Unsubscribe"] == f"<{UNSUBSCRIBE_URL}>"
+    # the one-click URL is the API's route (a mailbox provider POSTs there and runs no script)
+    assert parsed["List-Unsubscribe"] == f"<{ONE_CLICK_URL}>"
     assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     url = str(parsed["List-Unsubscribe"]).strip("<>")
-    assert urlsplit(url).scheme == "https" and urlsplit(url).path == "/unsubscribe"
-    # the link in the body is the same link
-    assert url in parsed.get_body(preferencelist=("plain",)).get_content()
+    assert urlsplit(url).scheme == "https" and urlsplit(url).path == "/api/unsubscribe"
+    # the link in the body is the web app's unsubscribe page, with the same token
+    assert UNSUBSCRIBE_URL in parsed.get_body(preferencelist=("plain",)).get_content()
+    assert url.partition("?")[2] == UNSUBSCRIBE_URL.partition("?")[2]
 
 
 def test_raw_html_in_markdown_is_shown_not_run() -> None:

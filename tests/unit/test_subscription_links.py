@@ -15,8 +15,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import pytest
+from moto import mock_aws
 
-from mailroom.links import CONFIRM, UNSUBSCRIBE
+from mailroom.adapters.parameters import PublicUrl
+from mailroom.links import CONFIRM, UNSUBSCRIBE, Links, fixed_links
 from mailroom.tokens import Tokens
 from mailroom_local.template import Stack
 from tests.conftest import LambdaContext
@@ -83,7 +85,7 @@ def test_sign_up_confirm_welcome_and_one_click_unsubscribe(
     assert confirmation.subject == "Please confirm your subscription to Mailroom"
     assert "List-Unsubscribe" not in confirmation.headers  # not subscribed yet: nothing to leave
     assert confirmation.text is not None
-    confirm_url = re.search(r"https://\S+/subscriptions/confirm\?token=\S+", confirmation.text)
+    confirm_url = re.search(r"https://\S+/confirm\?token=\S+", confirmation.text)  # the web app's page
     assert confirm_url is not None and confirm_url.group(0) in (confirmation.html or "")
     assert _subscriber(stack)["status"] == "pending"
 
@@ -102,8 +104,9 @@ def test_sign_up_confirm_welcome_and_one_click_unsubscribe(
     worker.lambda_handler(sqs_event(stack, "WelcomeQueue", [welcome_task]), context)
     welcome = sent_mails()[1]
     assert welcome.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    unsubscribe_url = welcome.headers["List-Unsubscribe"].strip("<>")
-    assert urlsplit(unsubscribe_url).scheme == "https" and unsubscribe_url in (welcome.text or "")
+    unsubscribe_url = welcome.headers["List-Unsubscribe"].strip("<>")  # the API's route
+    assert urlsplit(unsubscribe_url).scheme == "https" and urlsplit(unsubscribe_url).path == "/api/unsubscribe"
+    assert unsubscribe_url.replace("/api/unsubscribe?", "/unsubscribe?") in (welcome.text or "")  # the page
 
     # the GET shows one button and changes nothing (mail scanners follow links)
     page = registration.lambda_handler(
@@ -255,3 +258,52 @@ def test_the_confirmation_sample_event_sends_one_confirmation_mail_while_pending
     link = re.search(r"https://\S+", mail.text or "")
     assert link is not None
     assert _tokens(stack).verify(CONFIRM, _token_in(link.group(0))).subscriber_id == task["subscriber_id"]
+
+
+def test_links_open_the_web_app_and_the_one_click_url_is_the_api_route_for_the_same_token() -> None:
+    links = fixed_links("https://news.example.com/")
+    confirm = links.confirm_url("s-1")
+    assert confirm.startswith("https://news.example.com/confirm?token=")
+    page = links.unsubscribe_url("s-1")
+    assert page.startswith("https://news.example.com/unsubscribe?token=")
+    one_click = links.one_click_url(page)
+    assert one_click == page.replace("/unsubscribe?", "/api/unsubscribe?")
+    assert links.unsubscribe_headers(page)["List-Unsubscribe"] == f"<{one_click}>"
+    with pytest.raises(ValueError):
+        links.one_click_url(one_click)  # already the API's URL
+    with pytest.raises(ValueError):
+        links.one_click_url(confirm)
+
+
+def test_the_public_url_is_read_from_the_parameter_once_and_then_cached() -> None:
+    reads: list[str] = []
+
+    class Ssm:
+        def get_parameter(self, Name: str) -> dict[str, Any]:
+            reads.append(Name)
+            return {"Parameter": {"Value": "https://d111.cloudfront.net"}}
+
+    now = [0.0]
+    url = PublicUrl("", "/stack/public-url", client=Ssm(), ttl=300, clock=lambda: now[0])
+    links = Links(url, lambda: Tokens([b"k" * 32]))
+    assert links.confirm_url("s-1").startswith("https://d111.cloudfront.net/confirm?token=")
+    assert links.unsubscribe_url("s-1").startswith("https://d111.cloudfront.net/unsubscribe?token=")
+    assert reads == ["/stack/public-url"]
+    now[0] = 301.0
+    url()
+    assert reads == ["/stack/public-url"] * 2
+    # an explicit URL is never looked up
+    assert PublicUrl("https://news.example.com", "/stack/public-url", client=Ssm())() == "https://news.example.com"
+    assert len(reads) == 2
+    with pytest.raises(ValueError):
+        PublicUrl("", "")
+
+
+def test_the_public_url_parameter_is_read_with_moto() -> None:
+    with mock_aws():
+        ssm = boto3.client("ssm", region_name="us-east-1")
+        ssm.put_parameter(Name="/stack/public-url", Value="https://d111.cloudfront.net", Type="String")
+        assert PublicUrl("", "/stack/public-url", client=ssm)() == "https://d111.cloudfront.net"
+        ssm.put_parameter(Name="/stack/bad", Value="not a url", Type="String")
+        with pytest.raises(ValueError):
+            PublicUrl("", "/stack/bad", client=ssm)()

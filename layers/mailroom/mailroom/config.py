@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Settings(BaseModel):
@@ -42,7 +42,17 @@ class _SenderSettings(_LinkSettings):
     sender_name: str = Field(default="Mailroom", alias="SENDER_NAME")
     # the SES configuration set every mail is sent with (its events feed SesEventsFunction)
     configuration_set: str | None = Field(default=None, alias="CONFIGURATION_SET")
-    public_url: str = Field(alias="PUBLIC_URL")
+    # the web app's URL (the links in mails open it); empty = read PUBLIC_URL_PARAMETER (SSM),
+    # which the template fills with the CloudFront URL (the functions cannot name the
+    # distribution directly: it fronts the API, which names the functions)
+    public_url: str = Field(default="", alias="PUBLIC_URL")
+    public_url_parameter: str = Field(default="", alias="PUBLIC_URL_PARAMETER")
+
+    @model_validator(mode="after")
+    def _has_public_url(self) -> Self:
+        if not self.public_url and not self.public_url_parameter:
+            raise ValueError("PUBLIC_URL or PUBLIC_URL_PARAMETER must be set")
+        return self
 
 
 class WelcomeWorkerSettings(_SenderSettings):
