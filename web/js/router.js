@@ -6,6 +6,7 @@ import { announce, clear, h } from "./dom.js";
 const routes = [];
 let current = null; // {controller}
 let guard = null;
+let rendered = false; // the first render is the page load: focus stays where the browser put it
 
 /** route("/admin/campaigns/:id", view, {title, admin}) */
 export function route(pattern, view, options = {}) {
@@ -86,10 +87,13 @@ export async function render() {
   const heading = main.querySelector("h1");
   const title = (heading && heading.textContent.trim()) || entry.options.title || "Mailroom";
   document.title = `${title} · Mailroom`;
-  // Move focus to the new page, as a page load would, and say where we are.
-  main.focus({ preventScroll: true });
-  window.scrollTo(0, 0);
-  announce(title);
+  if (rendered) {
+    // A client-side navigation: move focus to the new page, as a page load would, and say where we are.
+    main.focus({ preventScroll: true });
+    window.scrollTo(0, 0);
+    announce(title);
+  }
+  rendered = true;
 }
 
 /** Same-origin <a data-link> and <a> inside the app navigate without reloading. */
