@@ -25,7 +25,7 @@ help:
 	@echo "make run       start Mailroom locally on http://127.0.0.1:$(PORT) (moto as AWS; no Docker, no account)"
 	@echo "make test      ruff, mypy, pytest (unit, integration, chaos), sam validate --lint, sam build"
 	@echo "make build     sam build (layers built for python3.13/arm64 without Docker)"
-	@echo "make deploy    sam build && sam deploy (samconfig.toml [default]; deploy-prod for [prod])"
+	@echo "make deploy    sam build && sam deploy, then publish web/ to CloudFront (samconfig.toml [default]; deploy-prod for [prod])"
 	@echo "make redrive   show dead-lettered tasks and their reasons, then move them back (URL=... for a stack)"
 	@echo "make chaos     the chaos test alone, with its counts (SEEDS=\"1 2 3\" by default)"
 
@@ -84,11 +84,14 @@ validate: sam
 build: sam venv
 	$(SAM_ENV) $(SAM) build
 
+# sam deploy, then the web app: web/ to the stack's bucket and a CloudFront invalidation (docs/hosting.md).
 deploy: build
 	$(SAM) deploy
+	$(PY) scripts/publish_web.py
 
 deploy-prod: build
 	$(SAM) deploy --config-env prod
+	$(PY) scripts/publish_web.py --config-env prod
 
 # Re-pin the layer's packages for the Lambda platform after editing requirements.in.
 lock: venv
