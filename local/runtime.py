@@ -190,6 +190,7 @@ class Runtime:
             health=self.health,
             ses_events=self.ses_events.status,
             web_dir=self.web_dir,
+            web_headers=list(stack.response_headers().items()),
             account_id=stack.account_id,
             console=self.console,
         )

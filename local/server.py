@@ -8,7 +8,9 @@ Two layouts:
   ``/subscriptions``, as CloudFront's ``/api/*`` behavior and its function do) -> for
   ``GET``/``HEAD`` a file of ``web_dir``, or ``index.html`` for a path whose last segment has
   no ``.`` (the SPA's client-side routes; CloudFront's viewer-request function) -> 404.
-  Web responses carry the security headers of the template's response headers policy.
+  Web responses carry the headers of the template's response headers policy
+  (``web_headers``, from ``Stack.response_headers``: HSTS, CSP, ...) and ``Cache-Control:
+  no-cache`` (as ``scripts/publish_web.py`` uploads the files).
 * **API only** (no ``web_dir``: any other SAM template), like ``sam local start-api``:
   ``/_local/...`` -> the API routes at the root -> API Gateway's 403 ``Missing
   Authentication Token``.
@@ -49,7 +51,6 @@ from .scheduler import Scheduler
 
 __all__ = [
     "API_PREFIX",
-    "CONTENT_SECURITY_POLICY",
     "HttpApp",
     "LocalHttpServer",
     "Request",
@@ -59,19 +60,6 @@ __all__ = [
 
 _DRAIN_LIMIT = 64 * 1024 * 1024
 API_PREFIX = "/api"  # CloudFront's behavior for the API (template.yaml, WebDistribution)
-# The template's response headers policy (WebSecurityHeadersPolicy); a unit test keeps them equal.
-CONTENT_SECURITY_POLICY = (
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: https:; "
-    "connect-src 'self'; frame-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; "
-    "object-src 'none'"
-)
-WEB_SECURITY_HEADERS = [
-    ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
-    ("X-Content-Type-Options", "nosniff"),
-    ("X-Frame-Options", "DENY"),
-    ("Referrer-Policy", "no-referrer"),
-    ("Cache-Control", "no-cache"),
-]
 
 
 @dataclass(frozen=True)
@@ -106,6 +94,7 @@ class HttpApp:
     queues: Callable[[], list[dict[str, Any]]]
     health: Callable[[], dict[str, Any]]
     web_dir: Path | None
+    web_headers: list[tuple[str, str]]
     account_id: str
     console: Console
     ses_events: Callable[[], dict[str, Any]] | None = None
@@ -164,11 +153,10 @@ class HttpApp:
             or not target.is_file()
             or any(p.startswith(".") for p in target.relative_to(root).parts)
         ):
-            return ApiResponse(
-                404, [("Content-Type", "text/plain; charset=utf-8"), *WEB_SECURITY_HEADERS], b"Not Found\n"
-            )
+            return ApiResponse(404, [("Content-Type", "text/plain; charset=utf-8"), *self.web_headers], b"Not Found\n")
         content_type = web_content_type(target.name)
-        return ApiResponse(200, [("Content-Type", content_type), *WEB_SECURITY_HEADERS], target.read_bytes())
+        headers = [("Content-Type", content_type), ("Cache-Control", "no-cache"), *self.web_headers]
+        return ApiResponse(200, headers, target.read_bytes())
 
     # ----------------------------------------------------------------- local
     def _health(self) -> ApiResponse:
