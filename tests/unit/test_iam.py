@@ -265,6 +265,9 @@ def test_every_aws_call_of_every_function_is_allowed_by_its_policy(stack: Stack,
 
     functions = {call[0] for call in recorder.calls}
     assert functions == set(stack.functions)  # every function was exercised
+    # PUBLIC_URL is empty by default: the mailers read the web app's URL from the SSM parameter
+    readers = {call[0] for call in recorder.calls if call[1:3] == ("ssm", "GetParameter")}
+    assert readers == {"WelcomeWorkerFunction", "NewsletterWorkerFunction", "AdminFunction"}
     denied = sorted(
         {
             (function, action, resource)
