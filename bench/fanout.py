@@ -224,7 +224,9 @@ def measure_fanout(template: Path, subscribers: int, timeout: float, poll_interv
             seed_seconds = time.perf_counter() - started
 
             counter.reset()
-            status, created = _http("POST", f"{runtime.api_url}/admin/campaigns", {"subject": SUBJECT, "content": CONTENT})
+            status, created = _http(
+                "POST", f"{runtime.api_url}/admin/campaigns", {"subject": SUBJECT, "content": CONTENT}
+            )
             if status != 201:
                 raise RuntimeError(f"POST /admin/campaigns answered {status}: {created}\n{_tail(log)}")
             campaign_id = created["id"]

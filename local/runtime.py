@@ -203,7 +203,7 @@ class Runtime:
             f"AWS (moto {_moto_version()}) on {endpoint}, account {stack.account_id}, region {stack.region}"
         )
         self.provisioned = stack.provision(
-            clients={service: self.client(service) for service in ("dynamodb", "sqs", "sesv2", "secretsmanager")}
+            clients={service: self.client(service) for service in ("dynamodb", "sqs", "sesv2", "secretsmanager", "ssm")}
         )
         self.outbox.install()
         self._sqs = self.client("sqs")

@@ -76,7 +76,7 @@ def test_ctrl_c_stops_everything_cleanly() -> None:
         )
         assert url, "".join(lines + errors)
         assert http("GET", f"{url}/_local/health").json() == {"status": "ok"}
-        assert http("POST", f"{url}/subscriptions", {"email": "cli@example.org"}).status == 202
+        assert http("POST", f"{url}/api/subscriptions", {"email": "cli@example.org"}).status == 202
         children = descendants(process.pid)
         assert children, "the functions run in child processes"
 
