@@ -1,6 +1,6 @@
 # Mailroom - every target bootstraps what it needs (virtualenvs, packages).
 #   make run    the whole system on this machine: http://127.0.0.1:3000 (PORT=... to change)
-#   make test   lint, type checks, unit + integration + chaos tests, sam validate --lint, sam build
+#   make test   lint, type checks, unit + integration + browser + chaos tests, sam validate --lint, sam build
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
@@ -19,11 +19,13 @@ UV_VERSION := 0.13.9
 # sam build runs the layers' Makefiles: they need a python3 with pip (the venv's).
 SAM_ENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 
-.PHONY: help venv sam run test lint typecheck unit integration chaos pytest validate build deploy deploy-prod lock clean bench redrive
+.PHONY: help venv sam run test lint typecheck unit integration chaos pytest validate build deploy deploy-prod lock clean bench redrive browser screenshots
 
 help:
-	@echo "make run       start Mailroom locally on http://127.0.0.1:$(PORT) (moto as AWS; no Docker, no account)"
-	@echo "make test      ruff, mypy, pytest (unit, integration, chaos), sam validate --lint, sam build"
+	@echo "make run       start Mailroom locally on http://127.0.0.1:$(PORT): the web app at /, the API at /api (moto as AWS; no Docker, no account)"
+	@echo "make test      ruff, mypy, pytest (unit, integration, browser, chaos), sam validate --lint, sam build"
+	@echo "make browser   the browser tests alone (headless chromium); failures leave screenshots in test-artifacts/browser/"
+	@echo "make screenshots  retake docs/screenshots/ (the README's pictures) with the browser tests"
 	@echo "make build     sam build (layers built for python3.13/arm64 without Docker)"
 	@echo "make deploy    sam build && sam deploy, then publish web/ to CloudFront (samconfig.toml [default]; deploy-prod for [prod])"
 	@echo "make redrive   show dead-lettered tasks and their reasons, then move them back (URL=... for a stack)"
@@ -61,7 +63,16 @@ typecheck: venv
 # embedded runtime and moto's process-wide state stay within one worker.
 PYTEST_WORKERS ?= 2
 pytest: venv
+	rm -rf test-artifacts/browser
 	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadfile
+
+# The web app in headless chromium (the system's: Debian's `chromium`); see docs/web.md.
+browser: venv
+	rm -rf test-artifacts/browser
+	$(VENV)/bin/pytest tests/browser
+
+screenshots: venv
+	MAILROOM_DOCS_SCREENSHOTS=docs/screenshots $(VENV)/bin/pytest tests/browser -q
 
 unit: venv
 	$(VENV)/bin/pytest tests/unit

@@ -1,0 +1,149 @@
+"""The admin console in a real browser: sign in, compose a campaign with its live preview,
+send it and watch its progress reach 100%; import and search subscribers; see a dead letter
+with its reason and redrive it."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from mailroom_local import Runtime
+from tests.browser.conftest import docs_screenshot
+from tests.integration.conftest import http, mails_to, queues_idle, wait_for
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "local-admin-token"  # the API accepts any bearer token until the Cognito authorizer (issue #7)
+
+
+def sign_in(runtime: Runtime, page: Page, path: str = "/admin") -> None:
+    page.goto(f"{runtime.url}{path}")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Sign in to the admin console")
+    page.get_by_label("Admin token").fill(TOKEN)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{runtime.url}{path}")
+
+
+def import_subscribers(runtime: Runtime, people: list[tuple[str, str]]) -> None:
+    csv = "email,name\r\n" + "".join(f"{email},{name}\r\n" for email, name in people)
+    answer = http(
+        "POST", f"{runtime.api_url}/admin/subscribers/import?confirmed=true", csv, {"Content-Type": "text/csv"}
+    )
+    assert answer.status == 200 and answer.json()["imported"] == len(people), answer.text
+
+
+def test_the_console_asks_for_a_token_and_returns_to_the_page_asked_for(runtime: Runtime, page: Page) -> None:
+    page.goto(f"{runtime.url}/admin/dead-letters")
+    assert page.url.startswith(f"{runtime.url}/admin/sign-in?next=")
+    page.get_by_role("button", name="Sign in").click()  # empty
+    expect(page.get_by_label("Admin token")).to_have_attribute("aria-invalid", "true")
+    page.get_by_label("Admin token").fill(TOKEN)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{runtime.url}/admin/dead-letters")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Dead letters")
+    # signing out forgets the token
+    page.get_by_role("button", name="Sign out").click()
+    page.goto(f"{runtime.url}/admin/campaigns")
+    assert page.url.startswith(f"{runtime.url}/admin/sign-in")
+
+
+def test_compose_with_live_preview_send_now_and_watch_the_progress_reach_100_percent(
+    runtime: Runtime, page: Page
+) -> None:
+    tag = uuid.uuid4().hex[:6]
+    people = [(f"reader{i}.{tag}@example.org", f"Reader {i}") for i in range(40)]
+    import_subscribers(runtime, people)
+    subscribed = http("GET", f"{runtime.api_url}/admin/subscribers?status=subscribed&limit=200").json()["items"]
+    sign_in(runtime, page)
+
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Campaigns").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Campaigns")
+    page.get_by_role("link", name="New campaign").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("New campaign")
+
+    subject = f"Autumn news {tag}"
+    page.get_by_label("Subject").fill(subject + " for {{ name }}")
+    page.get_by_label("Content").fill("# Hello {{ name }}\n\nThe leaves are **falling**.")
+    # the preview follows the typing: the sample recipient's subject and the rendered HTML
+    expect(page.get_by_test_id("preview-subject")).to_have_text(f"{subject} for Ada Lovelace")
+    frame = page.frame_locator("[data-testid=preview-frame]")
+    expect(frame.locator("h1")).to_have_text("Hello Ada Lovelace")
+    expect(frame.locator("strong")).to_have_text("falling")
+
+    # a template error is shown at its field, and the preview says so
+    page.get_by_label("Content").fill("Hello {{ nobody }}")
+    expect(page.get_by_label("Content")).to_have_attribute("aria-invalid", "true")
+    page.get_by_label("Content").fill("# Hello {{ name }}\n\nThe leaves are **falling**.")
+    expect(page.get_by_label("Content")).not_to_have_attribute("aria-invalid", "true")
+    expect(frame.locator("h1")).to_have_text("Hello Ada Lovelace")
+    docs_screenshot(page, "campaign-compose")
+
+    page.get_by_role("button", name="Send now").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_be_visible()
+    expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()  # Enter alone sends nothing
+    dialog.get_by_role("button", name="Send now").click()
+
+    page.wait_for_url(f"{runtime.url}/admin/campaigns/*")
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"{subject} for {{{{ name }}}}")
+    expect(page.get_by_test_id("progress-percent")).to_have_text("100%", timeout=30_000)
+    expect(page.get_by_test_id("campaign-status")).to_have_text("sent", timeout=10_000)
+    expect(page.get_by_test_id("counter-recipients")).to_have_text(str(len(subscribed)))
+    expect(page.get_by_test_id("counter-sent")).to_have_text(str(len(subscribed)))
+    expect(page.get_by_test_id("counter-failed")).to_have_text("0")
+    expect(page.get_by_role("progressbar")).to_have_attribute("value", str(len(subscribed)))
+    docs_screenshot(page, "campaign-progress", full_page=True)
+
+    # what the page shows is what was sent
+    assert wait_for(lambda: queues_idle(runtime, "NewsletterQueue", "FanoutQueue"), timeout=10.0)
+    for email, name in people:
+        (mail,) = mails_to(runtime, email, subject.lower())
+        assert mail["subject"] == f"{subject} for {name}"
+    campaign_id = page.url.rsplit("/", 1)[-1]
+    campaign = http("GET", f"{runtime.api_url}/admin/campaigns/{campaign_id}").json()
+    assert campaign["status"] == "sent" and campaign["counters"]["sent"] == len(subscribed)
+
+
+def test_import_a_csv_file_then_find_a_subscriber_by_name(runtime: Runtime, page: Page) -> None:
+    tag = uuid.uuid4().hex[:6]
+    sign_in(runtime, page, "/admin/subscribers")
+    grace = f"grace.{tag}@example.org"
+    csv = f"email,name\r\n{grace},Grace Hopper\r\nnot-an-address,Nobody\r\n{grace},Again\r\n"
+    page.get_by_label("CSV file").set_input_files(
+        files=[{"name": "people.csv", "mimeType": "text/csv", "buffer": csv.encode()}]
+    )
+    page.get_by_label("Import as confirmed").check()
+    page.get_by_role("button", name="Import").click()
+    expect(page.get_by_test_id("import-imported")).to_have_text("1")
+    expect(page.get_by_test_id("import-rejected")).to_have_text("1")
+    expect(page.get_by_test_id("import-duplicates")).to_have_text("1")
+    expect(page.get_by_test_id("import-report")).to_contain_text("not-an-address")
+
+    page.get_by_label("Search").fill("hopper")
+    page.get_by_role("button", name="Search").click()
+    row = page.get_by_role("region", name="Subscribers").get_by_role("row").filter(has_text=grace)
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("subscribed")
+    assert "q=hopper" in page.url  # a reload keeps the search
+
+
+def test_a_dead_letter_is_shown_with_its_reason_and_redriven(runtime: Runtime, page: Page) -> None:
+    sqs = runtime.client("sqs")
+    assert runtime.provisioned is not None
+    queue_url = runtime.provisioned.queues["WelcomeDeadLetterQueue"].url
+    task = {"kind": "welcome", "subscriber_id": f"gone-{uuid.uuid4().hex[:6]}", "email": "gone@example.org"}
+    sqs.send_message(
+        QueueUrl=queue_url,
+        MessageBody=json.dumps(task),
+        MessageAttributes={"error": {"DataType": "String", "StringValue": "MessageRejected: sender not verified"}},
+    )
+    sign_in(runtime, page, "/admin/dead-letters")
+    expect(page.get_by_test_id("dead-letters-welcome")).to_have_text("1")
+    expect(page.get_by_role("row").filter(has_text="MessageRejected: sender not verified")).to_have_count(1)
+    page.get_by_role("button", name="Redrive all").click()
+    page.get_by_role("dialog").get_by_role("button", name="Redrive").click()
+    expect(page.get_by_test_id("redriven")).to_contain_text("1")
+    expect(page.get_by_test_id("remaining")).to_contain_text("0")
