@@ -85,7 +85,7 @@ chaos: venv
 	$(if $(SEEDS),MAILROOM_CHAOS_SEEDS="$(SEEDS)") $(VENV)/bin/pytest tests/chaos -p no:logging --show-capture=no -q
 
 # Dead letters: list them with their reasons, then redrive them (after fixing the cause).
-# URL defaults to the local runtime; for a stack: make redrive URL=https://<api>.execute-api.<region>.amazonaws.com/<stage>
+# URL defaults to the local runtime's /api; for a stack: make redrive URL=https://<api>.execute-api.<region>.amazonaws.com/<stage>
 redrive: venv
 	$(PY) -m mailroom_local.redrive $(if $(URL),--url $(URL)) $(REDRIVE_ARGS)
 
