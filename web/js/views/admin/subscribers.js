@@ -336,7 +336,7 @@ export async function subscribers(ctx) {
 
   const searchForm = h(
     "form",
-    { role: "search", "aria-label": "Search subscribers", novalidate: true, onsubmit: submit },
+    { role: "search", "aria-label": "Find subscribers", novalidate: true, onsubmit: submit },
     h("div", { class: "form-row" }, q.wrapper, statusSelect.wrapper, h("div", { class: "field" }, h("button", { type: "submit", class: "primary" }, "Search"))),
   );
 
