@@ -79,6 +79,7 @@ def test_without_a_name_the_field_is_empty() -> None:
         ("Hi", "{{ unknown_field }}", "content", "undefined"),
         ("Hi", "{% for %}", "content", "line 1"),
         ("Hi {{", "x", "subject", "template error"),
+        ("Hi {{ nme }}", "x", "subject", "undefined"),  # renders at send time: still the subject's fault
         ("Hi", "{{ name.__class__.__mro__ }}", "content", "unsafe"),
         ("Hi", "{{ ''.__class__.__subclasses__() }}", "content", "unsafe"),
         ("{{ '' }}", "x", "subject", "empty"),

@@ -166,6 +166,9 @@ class CampaignRenderer:
         fields = self.fields(recipient)
         try:
             subject = " ".join(self._subject.render(fields).split())
+        except TemplateError as exc:
+            raise ContentError("subject", f"cannot be rendered: {exc.message or exc}") from None
+        try:
             fields["subject"] = subject
             body_html = self._html.render(fields)
             body_text = self._text.render(fields)
