@@ -5,7 +5,9 @@ with its reason and redrive it."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
+from collections.abc import Iterator
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -13,10 +15,22 @@ from playwright.sync_api import Page, expect
 from mailroom_local import Runtime
 from tests.browser.conftest import docs_screenshot
 from tests.integration.conftest import http, mails_to, queues_idle, wait_for
+from tests.support import TEMPLATE
 
 pytestmark = pytest.mark.integration
 
 TOKEN = "local-admin-token"  # the API accepts any bearer token until the Cognito authorizer (issue #7)
+SES_RATE = 20.0  # mails/s that SES reports here: a campaign of 60 takes about 3 s, so its progress shows
+
+
+@pytest.fixture(scope="module")
+def runtime() -> Iterator[Runtime]:
+    """The application, with SES reporting a slow send rate that the workers pace to."""
+    started = Runtime(TEMPLATE, port=0, quiet=True, ses_max_send_rate=SES_RATE).start()
+    try:
+        yield started
+    finally:
+        started.stop()
 
 
 def sign_in(runtime: Runtime, page: Page, path: str = "/admin") -> None:
@@ -54,7 +68,7 @@ def test_compose_with_live_preview_send_now_and_watch_the_progress_reach_100_per
     runtime: Runtime, page: Page
 ) -> None:
     tag = uuid.uuid4().hex[:6]
-    people = [(f"reader{i}.{tag}@example.org", f"Reader {i}") for i in range(40)]
+    people = [(f"reader{i}.{tag}@example.org", f"Reader {i}") for i in range(60)]
     import_subscribers(runtime, people)
     subscribed = http("GET", f"{runtime.api_url}/admin/subscribers?status=subscribed&limit=200").json()["items"]
     sign_in(runtime, page)
@@ -89,13 +103,19 @@ def test_compose_with_live_preview_send_now_and_watch_the_progress_reach_100_per
 
     page.wait_for_url(f"{runtime.url}/admin/campaigns/*")
     expect(page.get_by_role("heading", level=1)).to_have_text(f"{subject} for {{{{ name }}}}")
+    # while it sends: the send rate over the last seconds and the time left
+    expect(page.get_by_test_id("campaign-status")).to_have_text("sending")
+    expect(page.get_by_test_id("send-rate")).to_have_text(re.compile(r"^[\d.,]+ mails/s$"), timeout=10_000)
+    expect(page.get_by_test_id("eta")).to_have_text(re.compile(r"^\d+ (s|min)"))
+    docs_screenshot(page, "campaign-progress", full_page=True)
     expect(page.get_by_test_id("progress-percent")).to_have_text("100%", timeout=30_000)
     expect(page.get_by_test_id("campaign-status")).to_have_text("sent", timeout=10_000)
+    expect(page.get_by_test_id("eta")).to_have_text("done")
+    expect(page.get_by_test_id("send-rate")).to_have_text(re.compile(r"^[\d.,]+ mails/s on average$"))
     expect(page.get_by_test_id("counter-recipients")).to_have_text(str(len(subscribed)))
     expect(page.get_by_test_id("counter-sent")).to_have_text(str(len(subscribed)))
     expect(page.get_by_test_id("counter-failed")).to_have_text("0")
     expect(page.get_by_role("progressbar")).to_have_attribute("value", str(len(subscribed)))
-    docs_screenshot(page, "campaign-progress", full_page=True)
 
     # what the page shows is what was sent
     assert wait_for(lambda: queues_idle(runtime, "NewsletterQueue", "FanoutQueue"), timeout=10.0)
