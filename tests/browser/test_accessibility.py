@@ -63,8 +63,22 @@ def _views(runtime: Runtime, campaign_id: str) -> list[tuple[str, str, Callable[
     ]
 
 
-@pytest.mark.parametrize("scheme", ["light", "dark"])
-@pytest.mark.parametrize("width", [1280, 360])
+def test_axe_finds_what_it_should(runtime: Runtime, page: Page) -> None:
+    """The checker itself: a label taken away and a low-contrast text are found."""
+    page.goto(f"{runtime.url}/")
+    expect(page.get_by_label("Email address")).to_be_visible()
+    assert violations(page) == []
+    page.evaluate(
+        """() => {
+            document.querySelector('label[for]').remove();
+            document.querySelector('.lead').style.color = '#ccc';
+        }"""
+    )
+    found = " ".join(violations(page))
+    assert "label" in found and "color-contrast" in found, found
+
+
+@pytest.mark.parametrize(("scheme", "width"), [("light", 1280), ("dark", 360)])
 def test_every_view_passes_axe_wcag_2_1_aa(
     runtime: Runtime, page: Page, campaign_id: str, scheme: str, width: int
 ) -> None:
