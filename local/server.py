@@ -7,7 +7,8 @@ Two layouts:
   template's API routes with the prefix stripped (``/api/subscriptions`` is the API's
   ``/subscriptions``, as CloudFront's ``/api/*`` behavior and its function do) -> for
   ``GET``/``HEAD`` a file of ``web_dir``, or ``index.html`` for a path whose last segment has
-  no ``.`` (the SPA's client-side routes; CloudFront's viewer-request function) -> 404.
+  no ``.`` (the SPA's client-side routes; CloudFront's viewer-request function) -> 403, what
+  S3 answers CloudFront for a missing key (as for a method other than GET/HEAD).
   Web responses carry the headers of the template's response headers policy
   (``web_headers``, from ``Stack.response_headers``: HSTS, CSP, ...) and ``Cache-Control:
   no-cache`` (as ``scripts/publish_web.py`` uploads the files).
@@ -104,12 +105,13 @@ class HttpApp:
             return self._local(request)
         if self.web_dir is None:
             return self._api(request, request.path) or error_response(403, "Missing Authentication Token")
-        if request.path == API_PREFIX or request.path.startswith(API_PREFIX + "/"):
-            path = request.path[len(API_PREFIX) :] or "/"
+        if request.path.startswith(API_PREFIX + "/"):  # CloudFront's /api/* (so /api itself is the app's)
+            path = request.path[len(API_PREFIX) :]
             return self._api(request, path) or error_response(403, "Missing Authentication Token")
         if request.method in ("GET", "HEAD"):
             return self._web(request.path)
-        return json_response(405, {"message": "Method Not Allowed"})
+        # the default behavior allows GET and HEAD only: CloudFront refuses other methods with a 403
+        return _forbidden(self.web_headers)
 
     def _api(self, request: Request, path: str) -> ApiResponse | None:
         """The API route's answer, or None when no route matches (API Gateway's 403)."""
@@ -142,7 +144,8 @@ class HttpApp:
     # ------------------------------------------------------------------- web
     def _web(self, path: str) -> ApiResponse:
         """A file of the web app, or index.html for a client-side route (no '.' in the last
-        segment, as CloudFront's viewer-request function rewrites it); else 404."""
+        segment, as CloudFront's viewer-request function rewrites it); else 403, as S3 answers
+        CloudFront for a key that does not exist (OAC grants GetObject, not ListBucket)."""
         assert self.web_dir is not None
         last = path.rsplit("/", 1)[-1]
         relative = "index.html" if "." not in last else path.lstrip("/")
@@ -153,7 +156,7 @@ class HttpApp:
             or not target.is_file()
             or any(p.startswith(".") for p in target.relative_to(root).parts)
         ):
-            return ApiResponse(404, [("Content-Type", "text/plain; charset=utf-8"), *self.web_headers], b"Not Found\n")
+            return _forbidden(self.web_headers)
         content_type = web_content_type(target.name)
         headers = [("Content-Type", content_type), ("Cache-Control", "no-cache"), *self.web_headers]
         return ApiResponse(200, headers, target.read_bytes())
@@ -196,6 +199,10 @@ class HttpApp:
             payload = invocation.payload if isinstance(invocation.payload, dict) else {}
             return json_response(502, {"message": "the function failed", **payload})
         return json_response(200, invocation.payload)
+
+
+def _forbidden(headers: list[tuple[str, str]]) -> ApiResponse:
+    return ApiResponse(403, [("Content-Type", "text/plain; charset=utf-8"), *headers], b"Forbidden\n")
 
 
 def web_content_type(name: str) -> str:

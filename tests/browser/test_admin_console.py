@@ -20,7 +20,7 @@ from tests.support import TEMPLATE
 pytestmark = pytest.mark.integration
 
 TOKEN = "local-admin-token"  # the API accepts any bearer token until the Cognito authorizer (issue #7)
-SES_RATE = 20.0  # mails/s that SES reports here: a campaign of 60 takes about 3 s, so its progress shows
+SES_RATE = 10.0  # mails/s that SES reports here: a campaign of 60 takes about 6 s, so its progress shows
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ def test_compose_with_live_preview_send_now_and_watch_the_progress_reach_100_per
     expect(dialog.get_by_role("button", name="Cancel")).to_be_focused()  # Enter alone sends nothing
     dialog.get_by_role("button", name="Send now").click()
 
-    page.wait_for_url(f"{runtime.url}/admin/campaigns/*")
+    page.wait_for_url(re.compile(r"/admin/campaigns/(?!new$)[\w-]+$"))
     expect(page.get_by_role("heading", level=1)).to_have_text(f"{subject} for {{{{ name }}}}")
     # while it sends: the send rate over the last seconds and the time left
     expect(page.get_by_test_id("campaign-status")).to_have_text("sending")
@@ -126,6 +126,15 @@ def test_compose_with_live_preview_send_now_and_watch_the_progress_reach_100_per
     campaign = http("GET", f"{runtime.api_url}/admin/campaigns/{campaign_id}").json()
     assert campaign["status"] == "sent" and campaign["counters"]["sent"] == len(subscribed)
 
+    # the overview's figures include it
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Overview").click()
+    expect(page.get_by_test_id("figure-campaigns-sent")).to_have_text("1")
+    expect(page.get_by_test_id("figure-mails-sent")).to_have_text(str(len(subscribed)))
+    docs_screenshot(page, "admin-overview", full_page=True)
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Campaigns").click()
+    expect(page.get_by_role("row").filter(has_text=subject)).to_contain_text("sent")
+    docs_screenshot(page, "admin-campaigns")
+
 
 def test_import_a_csv_file_then_find_a_subscriber_by_name(runtime: Runtime, page: Page) -> None:
     tag = uuid.uuid4().hex[:6]
@@ -148,6 +157,7 @@ def test_import_a_csv_file_then_find_a_subscriber_by_name(runtime: Runtime, page
     expect(row).to_have_count(1)
     expect(row).to_contain_text("subscribed")
     assert "q=hopper" in page.url  # a reload keeps the search
+    docs_screenshot(page, "admin-subscribers", full_page=True)
 
 
 def test_a_dead_letter_is_shown_with_its_reason_and_redriven(runtime: Runtime, page: Page) -> None:
@@ -163,7 +173,78 @@ def test_a_dead_letter_is_shown_with_its_reason_and_redriven(runtime: Runtime, p
     sign_in(runtime, page, "/admin/dead-letters")
     expect(page.get_by_test_id("dead-letters-welcome")).to_have_text("1")
     expect(page.get_by_role("row").filter(has_text="MessageRejected: sender not verified")).to_have_count(1)
+    docs_screenshot(page, "admin-dead-letters")
     page.get_by_role("button", name="Redrive all").click()
     page.get_by_role("dialog").get_by_role("button", name="Redrive").click()
     expect(page.get_by_test_id("redriven")).to_contain_text("1")
     expect(page.get_by_test_id("remaining")).to_contain_text("0")
+
+
+def _refuse_admin_calls(page: Page) -> None:
+    """From now on the admin API answers 401, as it will for an expired or revoked token."""
+    page.route(
+        "**/api/admin/**",
+        lambda route: route.fulfill(status=401, content_type="application/json", body='{"message": "Unauthorized"}'),
+    )
+
+
+def test_a_refused_token_is_said_at_the_sign_in_form(runtime: Runtime, page: Page) -> None:
+    _refuse_admin_calls(page)
+    page.goto(f"{runtime.url}/admin/subscribers")
+    page.get_by_label("Admin token").fill("a-wrong-token")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_label("Admin token")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("main")).to_contain_text("This token was not accepted.")
+    assert page.url == f"{runtime.url}/admin/sign-in?next=%2Fadmin%2Fsubscribers"  # not nested, not "expired"
+    assert page.evaluate("sessionStorage.getItem('mailroom.admin.token')") is None
+
+
+def test_an_expired_sign_in_returns_to_the_draft_being_written(runtime: Runtime, page: Page) -> None:
+    sign_in(runtime, page, "/admin/campaigns/new")
+    page.get_by_label("Subject").fill("Half written")
+    page.get_by_label("Content").fill("The first lines")
+    expect(page.get_by_test_id("preview-subject")).to_have_text("Half written")
+    _refuse_admin_calls(page)
+    page.get_by_label("Content").fill("The first lines, and more")  # the preview's call gets the 401
+    page.wait_for_url(re.compile(r"/admin/sign-in\?next=%2Fadmin%2Fcampaigns%2Fnew&expired=1$"))
+    expect(page.locator("main")).to_contain_text("Your sign-in has expired")
+    page.unroute("**/api/admin/**")
+    page.get_by_label("Admin token").fill(TOKEN)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{runtime.url}/admin/campaigns/new")
+    expect(page.get_by_label("Subject")).to_have_value("Half written")
+    expect(page.get_by_label("Content")).to_have_value("The first lines, and more")
+    expect(page.locator("main")).to_contain_text("Your unsaved changes were restored.")
+
+
+def test_send_now_that_fails_leaves_a_scheduled_campaign_scheduled(runtime: Runtime, page: Page) -> None:
+    created = http(
+        "POST",
+        f"{runtime.api_url}/admin/campaigns",
+        {"subject": "Later", "content": "Hi {{ name }}", "send_at": "2031-01-01T10:00:00Z"},
+    ).json()
+    assert created["status"] == "scheduled"
+    sign_in(runtime, page, f"/admin/campaigns/{created['id']}/edit")
+    page.route(
+        f"**/api/admin/campaigns/{created['id']}/send",
+        lambda route: route.fulfill(
+            status=503, content_type="application/json", body='{"error": {"code": "unavailable", "message": "Busy."}}'
+        ),
+    )
+    page.get_by_role("button", name="Send now").click()
+    page.get_by_role("dialog").get_by_role("button", name="Send now").click()
+    expect(page.locator("main")).to_contain_text("Busy.")
+    campaign = http("GET", f"{runtime.api_url}/admin/campaigns/{created['id']}").json()
+    assert (campaign["status"], campaign["send_at"]) == ("scheduled", created["send_at"])
+    assert campaign["send_at"].startswith("2031-01-01T10:00:00")
+
+
+def test_a_csv_file_that_is_not_utf8_is_refused_not_garbled(runtime: Runtime, page: Page) -> None:
+    sign_in(runtime, page, "/admin/subscribers")
+    latin1 = f"email,name\r\njose.{uuid.uuid4().hex[:6]}@example.org,José\r\n".encode("latin-1")
+    page.get_by_label("CSV file").set_input_files(
+        files=[{"name": "latin1.csv", "mimeType": "text/csv", "buffer": latin1}]
+    )
+    page.get_by_role("button", name="Import").click()
+    expect(page.locator("main")).to_contain_text("not valid UTF-8")
+    assert "jose." not in http("GET", f"{runtime.api_url}/admin/subscribers/export").text

@@ -37,12 +37,14 @@ def test_sign_up_confirm_from_the_mail_and_unsubscribe_with_one_button(runtime: 
     expect(page.get_by_role("heading", level=1)).to_have_text("Check your inbox")
     assert page.url == f"{runtime.url}/check-inbox"
     expect(page.locator("main")).to_contain_text(address)
+    docs_screenshot(page, "check-inbox")
 
     # the link in the confirmation mail opens the web app, which confirms through the API
     link = confirmation_link(runtime, address)
     assert link.startswith(f"{runtime.url}/confirm?token=")
     page.goto(link)
     expect(page.get_by_role("heading", level=1)).to_have_text("Subscription confirmed")
+    docs_screenshot(page, "confirmed")
     assert _subscriber(runtime, address)["status"] == "subscribed"
     assert _subscriber(runtime, address)["consent"].startswith("I agree to receive the Mailroom newsletter")
 
@@ -56,6 +58,7 @@ def test_sign_up_confirm_from_the_mail_and_unsubscribe_with_one_button(runtime: 
     button = page.get_by_role("button", name="Unsubscribe")
     expect(button).to_have_count(1)
     assert _subscriber(runtime, address)["status"] == "subscribed"
+    docs_screenshot(page, "unsubscribe")
     button.click()
     expect(page.get_by_role("heading", level=1)).to_have_text("You are unsubscribed")
     assert _subscriber(runtime, address)["status"] == "unsubscribed"

@@ -145,13 +145,15 @@ def test_the_web_app_is_served_at_the_root_with_client_side_routes_and_its_secur
     for route in ("/check-inbox", "/confirm?token=abc", "/unsubscribe?token=abc", "/admin", "/admin/campaigns/x1"):
         page = http("GET", f"{runtime.url}{route}")
         assert page.status == 200 and page.text == index.text, route
-    # files keep their types; a missing file is a 404, not the app
+    # files keep their types; a missing file is S3's 403 (through CloudFront), not the app
     script = http("GET", f"{runtime.url}/js/app.js")
     assert script.status == 200 and script.headers["content-type"] == "text/javascript; charset=utf-8"
     assert http("GET", f"{runtime.url}/css/app.css").headers["content-type"].startswith("text/css")
-    assert http("GET", f"{runtime.url}/js/missing.js").status == 404
-    assert http("GET", f"{runtime.url}/../template.yaml").status == 404
-    assert http("POST", f"{runtime.url}/").status == 405
+    assert http("GET", f"{runtime.url}/js/missing.js").status == 403
+    assert http("GET", f"{runtime.url}/../template.yaml").status == 403
+    assert http("GET", f"{runtime.url}/.gitignore").status == 403
+    assert http("POST", f"{runtime.url}/").status == 403  # the default behavior: GET and HEAD only
+    assert http("GET", f"{runtime.url}/api").text == index.text  # /api/* is the API, /api is the app's
     # the headers of the template's response headers policy, as CloudFront adds them
     headers = index.headers
     declared = runtime.stack.response_headers()

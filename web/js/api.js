@@ -30,7 +30,8 @@ function errorOf(status, data) {
 /**
  * api("POST", "/subscriptions", {body: {...}}) -> parsed JSON (or text for non-JSON answers).
  * Options: body (JSON-encoded unless raw is given), raw (a string/Blob sent as is, with
- * contentType), auth (send the admin's bearer token), signal (AbortSignal), accept.
+ * contentType), auth (send the admin's bearer token), signal (AbortSignal), accept,
+ * signOutOn401 (false: a 401 is only this call's error; else the console signs out, see app.js).
  */
 export async function api(method, path, options = {}) {
   const headers = { Accept: options.accept || "application/json" };
@@ -55,17 +56,14 @@ export async function api(method, path, options = {}) {
   }
   const type = response.headers.get("Content-Type") || "";
   let data = null;
-  if (type.includes("json")) {
-    try {
-      data = await response.json();
-    } catch (ignored) {
-      data = null;
-    }
-  } else {
-    data = await response.text();
+  try {
+    data = type.includes("json") ? await response.json() : await response.text();
+  } catch (error) {
+    if (error && error.name === "AbortError") throw error; // the page was left: nobody waits
+    data = null;
   }
   if (!response.ok) {
-    if (response.status === 401 && options.auth) {
+    if (response.status === 401 && options.auth && options.signOutOn401 !== false) {
       window.dispatchEvent(new CustomEvent("mailroom:unauthorized"));
     }
     throw errorOf(response.status, data);

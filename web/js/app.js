@@ -54,8 +54,12 @@ function drawNav(isAdmin) {
 }
 
 window.addEventListener("mailroom:route", (event) => drawNav(event.detail.admin));
+// An admin call answered 401: the token expired or was revoked. Sign out and ask again, then
+// come back here (a draft being written is kept by the compose page, see compose.js). Several
+// calls failing at once redirect once; the sign-in page is never its own "next".
 window.addEventListener("mailroom:unauthorized", () => {
   signOut();
+  if (location.pathname.startsWith("/admin/sign-in")) return;
   navigate(`/admin/sign-in?next=${encodeURIComponent(location.pathname + location.search)}&expired=1`, { replace: true });
 });
 

@@ -34,9 +34,13 @@ function match(pathname) {
     const found = entry.regex.exec(pathname);
     if (found) {
       const params = {};
-      entry.names.forEach((name, index) => {
-        params[name] = decodeURIComponent(found[index + 1]);
-      });
+      try {
+        entry.names.forEach((name, index) => {
+          params[name] = decodeURIComponent(found[index + 1]);
+        });
+      } catch (malformed) {
+        return null; // e.g. /admin/campaigns/%E0: no such page
+      }
       return { entry, params };
     }
   }

@@ -103,7 +103,7 @@ export function checkInbox() {
       { class: "lead" },
       address ? ["We sent a mail to ", h("strong", {}, address), " with a link to confirm your subscription."] : "We sent you a mail with a link to confirm your subscription.",
     ),
-    h("p", {}, "The link is valid for 7 days. Nothing arrived? Look in your spam folder, or ", h("a", { href: "/", "data-link": true }, "sign up again"), " to get a new link."),
+    h("p", {}, "The link expires after a few days. Nothing arrived? Look in your spam folder, or ", h("a", { href: "/", "data-link": true }, "sign up again"), " to get a new link."),
   );
 }
 
@@ -127,7 +127,7 @@ export async function confirm(ctx) {
   try {
     const answer = await api("GET", `/subscriptions/confirm?token=${encodeURIComponent(token)}`, { signal: ctx.signal });
     if (answer.status === "confirmed") {
-      return result("Subscription confirmed", "Thank you: your subscription is confirmed. A welcome mail is on its way.", "success");
+      return result("Subscription confirmed", "Thank you: your subscription is confirmed.", "success");
     }
     return result("Not subscribed", answer.message || "This address is not subscribed; nothing was changed.", "info");
   } catch (error) {

@@ -27,6 +27,29 @@ function notEditable(campaign) {
   );
 }
 
+/** The unsaved draft kept under key, or null. */
+function readDraft(key) {
+  try {
+    const value = JSON.parse(sessionStorage.getItem(key) || "null");
+    if (value && typeof value.subject === "string" && typeof value.content === "string") {
+      return { subject: value.subject, content: value.content, format: String(value.format || ""), send_at: String(value.send_at || "") };
+    }
+  } catch (ignored) {
+    // unreadable or unavailable storage: no draft
+  }
+  return null;
+}
+
+/** Keeps a draft (null forgets it); storage that is full or off only loses the convenience. */
+function writeDraft(key, value) {
+  try {
+    if (value === null) sessionStorage.removeItem(key);
+    else sessionStorage.setItem(key, JSON.stringify(value));
+  } catch (ignored) {
+    // nothing to do: the form still holds the text
+  }
+}
+
 export async function compose(ctx) {
   let campaign = null;
   if (ctx.params.id) {
@@ -81,6 +104,24 @@ export async function compose(ctx) {
     format.input.value = campaign.format || "markdown";
     content.input.value = campaign.content;
     schedule.input.value = localInputValue(campaign.send_at);
+  }
+  // Unsaved changes live in this tab's sessionStorage until they are saved: a reload, or a
+  // sign-in that expired in the middle of writing (app.js), brings them back.
+  const draftKey = `mailroom.draft.${campaign ? campaign.id : "new"}`;
+  const restored = readDraft(draftKey);
+  if (restored) {
+    subject.input.value = restored.subject;
+    format.input.value = restored.format === "html" ? "html" : "markdown";
+    content.input.value = restored.content;
+    schedule.input.value = restored.send_at;
+  }
+  function keepDraft() {
+    writeDraft(draftKey, {
+      subject: subject.input.value,
+      format: format.input.value,
+      content: content.input.value,
+      send_at: schedule.input.value,
+    });
   }
   formatHint.textContent = FORMAT_HINTS[format.input.value];
   format.wrapper.append(formatHint);
@@ -139,6 +180,7 @@ export async function compose(ctx) {
       // it exists now: a reload of this page edits it instead of creating another one
       history.replaceState(null, "", `${campaignPath(campaign)}/edit`);
     }
+    writeDraft(draftKey, null); // saved: nothing left to restore
     return campaign;
   }
 
@@ -159,7 +201,8 @@ export async function compose(ctx) {
     setBusy(true);
     status.show(mode === "send" ? "Saving and starting…" : "Saving…", "pending");
     try {
-      await save(mode === "schedule" ? "schedule" : "draft");
+      // sending keeps a scheduled campaign's send_at: if the send fails, it is still scheduled
+      await save(mode === "schedule" ? "schedule" : mode === "send" ? "keep" : "draft");
       if (mode === "send") await admin("POST", `/campaigns/${encodeURIComponent(campaign.id)}/send`, { signal: ctx.signal });
       ctx.navigate(campaignPath(campaign));
     } catch (error) {
@@ -250,14 +293,19 @@ export async function compose(ctx) {
   for (const entry of [subject, content]) {
     entry.input.addEventListener("input", () => {
       if (previewErrorField !== entry.input.name) entry.setError("");
+      keepDraft();
       queuePreview();
     });
   }
   format.input.addEventListener("change", () => {
     formatHint.textContent = FORMAT_HINTS[format.input.value];
+    keepDraft();
     queuePreview();
   });
-  schedule.input.addEventListener("input", () => schedule.setError(""));
+  schedule.input.addEventListener("input", () => {
+    schedule.setError("");
+    keepDraft();
+  });
   testEmail.input.addEventListener("change", queuePreview);
   scheduleButton.addEventListener("click", () => act("schedule"));
   sendButton.addEventListener("click", () => act("send"));
@@ -291,7 +339,8 @@ export async function compose(ctx) {
 
   const title = campaign ? "Edit campaign" : "New campaign";
   const head = h("div", { class: "page-head" }, h("h1", {}, title), campaign ? h("span", {}, badge(campaign.status)) : null);
-  if (campaign) queuePreview();
+  if (restored) status.show("Your unsaved changes were restored.", "");
+  if (campaign || restored) queuePreview();
   else previewStatus.show("Write a subject and some content to see the preview.", "");
   return h("section", { class: "panel" }, head, h("div", { class: "split compose" }, h("div", {}, form, testForm), preview));
 }

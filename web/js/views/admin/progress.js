@@ -137,7 +137,7 @@ function problemsSection(ctx, campaignId) {
   refresh.addEventListener("click", async () => {
     status.show("Refreshing…", "pending");
     await reload();
-    status.show("Refreshed.", "");
+    if (!status.node.classList.contains("error")) status.show("Refreshed.", "");
   });
   const node = h(
     "section",
@@ -195,6 +195,9 @@ export async function campaignPage(ctx) {
   /** Draws a campaign answer into the page (in place: focus and scroll stay). */
   function update(next) {
     const before = campaign.status;
+    // A poll answered before a cancel (or the finish) can arrive after it: a campaign never
+    // leaves sent or cancelled, so such an answer is old news.
+    if (FINAL.has(before) && !FINAL.has(next.status)) return;
     campaign = next;
     const counters = campaign.counters || {};
     const feedback = campaign.feedback || {};

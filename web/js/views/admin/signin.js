@@ -14,7 +14,7 @@ export function signIn(ctx) {
   const status = statusLine();
   const button = h("button", { type: "submit", class: "primary" }, "Sign in");
   const next = ctx.query.get("next");
-  const target = next && next.startsWith("/admin") && !next.startsWith("//") ? next : "/admin";
+  const target = next && next.startsWith("/admin") && !next.startsWith("/admin/sign-in") ? next : "/admin";
 
   async function submit(event) {
     event.preventDefault();
@@ -29,7 +29,7 @@ export function signIn(ctx) {
     status.show("Checking…", "pending");
     setToken(value);
     try {
-      await admin("GET", "/campaigns?limit=1", { signal: ctx.signal });
+      await admin("GET", "/campaigns?limit=1", { signal: ctx.signal, signOutOn401: false });
       ctx.navigate(target, { replace: true });
     } catch (error) {
       if (error.name === "AbortError") return;

@@ -204,9 +204,10 @@ function importSection(ctx, afterImport) {
     button.disabled = true;
     status.show(`Importing ${chosen.name}…`, "pending");
     try {
-      const text = await chosen.text();
+      // the file's bytes as they are: a file that is not UTF-8 gets the API's 400, never a
+      // silent U+FFFD in every name (which File.text() would make of it)
       const report = await admin("POST", `/subscribers/import?confirmed=${box.checked ? "true" : "false"}`, {
-        raw: text,
+        raw: chosen,
         contentType: "text/csv; charset=utf-8",
         signal: ctx.signal,
       });
