@@ -9,12 +9,12 @@ read on first use, not at import, and kept for ``ttl`` seconds. An explicit ``PU
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from mailroom.adapters.aws import CONFIG
+from mailroom.adapters.cache import Refreshed
 
 
 class PublicUrl:
@@ -34,11 +34,7 @@ class PublicUrl:
         self.value = value
         self.parameter = parameter
         self._client = client
-        self.ttl = ttl
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._cached: str | None = None
-        self._read_at = 0.0
+        self._url = Refreshed(self._read, ttl, clock)
 
     def _ssm(self) -> Any:
         if self._client is None:
@@ -47,17 +43,11 @@ class PublicUrl:
             self._client = boto3.client("ssm", config=CONFIG)
         return self._client
 
+    def _read(self) -> str:
+        value = str(self._ssm().get_parameter(Name=self.parameter)["Parameter"]["Value"]).strip()
+        if not value.startswith(("https://", "http://")):
+            raise ValueError(f"parameter {self.parameter} does not hold a URL")
+        return value
+
     def __call__(self) -> str:
-        if self.value:
-            return self.value
-        cached = self._cached
-        if cached is not None and self.clock() - self._read_at < self.ttl:
-            return cached  # the hot path (a link per mail, from many threads): no lock
-        with self._lock:
-            if self._cached is None or self.clock() - self._read_at >= self.ttl:
-                value = str(self._ssm().get_parameter(Name=self.parameter)["Parameter"]["Value"]).strip()
-                if not value.startswith(("https://", "http://")):
-                    raise ValueError(f"parameter {self.parameter} does not hold a URL")
-                self._cached = value
-                self._read_at = self.clock()
-            return self._cached
+        return self.value or self._url()

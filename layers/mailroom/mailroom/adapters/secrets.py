@@ -10,12 +10,12 @@ the current key signs, every key verifies. The key never reaches logs or the env
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 from mailroom.adapters.aws import CONFIG
+from mailroom.adapters.cache import Refreshed
 from mailroom.tokens import Tokens
 
 
@@ -42,11 +42,7 @@ class LinkKeys:
     ) -> None:
         self.secret_id = secret_id
         self._client = client
-        self.ttl = ttl
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._tokens: Tokens | None = None
-        self._read_at = 0.0
+        self._signer = Refreshed(self._read, ttl, clock)
 
     def _secretsmanager(self) -> Any:
         if self._client is None:
@@ -55,13 +51,9 @@ class LinkKeys:
             self._client = boto3.client("secretsmanager", config=CONFIG)
         return self._client
 
+    def _read(self) -> Tokens:
+        value = self._secretsmanager().get_secret_value(SecretId=self.secret_id)["SecretString"]
+        return Tokens(keys_of(value))
+
     def tokens(self) -> Tokens:
-        tokens = self._tokens
-        if tokens is not None and self.clock() - self._read_at < self.ttl:
-            return tokens  # the hot path (a signed link per mail, from many threads): no lock
-        with self._lock:
-            if self._tokens is None or self.clock() - self._read_at >= self.ttl:
-                value = self._secretsmanager().get_secret_value(SecretId=self.secret_id)["SecretString"]
-                self._tokens = Tokens(keys_of(value))
-                self._read_at = self.clock()
-            return self._tokens
+        return self._signer()
