@@ -3,9 +3,9 @@
 Works against any boto3 endpoint: the runtime's moto server, or moto's in-process
 ``mock_aws`` in unit tests. Creation is idempotent (an existing table/identity/secret is
 kept; ``CreateQueue`` with equal attributes returns the existing queue; a parameter is
-overwritten with its current value), so provisioning twice is harmless. A service missing
-from the ``clients`` given gets a client like them: when they share one endpoint that is
-not AWS's (the runtime's moto server), that endpoint with the local fake credentials.
+overwritten with its current value), so provisioning twice is harmless. The runtime passes
+its own ``client`` factory (its moto server, fake credentials), so every service the
+template needs is reached there.
 
 * ``AWS::DynamoDB::Table`` -> ``CreateTable`` (KeySchema, AttributeDefinitions,
   BillingMode, ProvisionedThroughput, GSIs, LSIs, streams, SSE, table class), then
@@ -43,14 +43,13 @@ from __future__ import annotations
 
 import secrets
 import string
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.exceptions import ClientError
 
-from . import aws
 from .template import CONFIGURATION_SET_TYPE, IDENTITY_TYPE, PARAMETER_TYPE, SECRET_TYPE, TABLE_TYPES
 
 if TYPE_CHECKING:
@@ -86,22 +85,22 @@ def provision(
     *,
     session: boto3.session.Session | None = None,
     endpoint_url: str | None = None,
-    clients: Mapping[str, Any] | None = None,
+    client_for: Callable[[str], Any] | None = None,
 ) -> Provisioned:
-    """Create every table, queue, identity, secret and parameter of ``stack``; see the module docstring."""
-    given = dict(clients or {})
-    shared = None if session or endpoint_url else _local_endpoint(given.values())
+    """Create every table, queue, identity, secret and parameter of ``stack``; see the module
+    docstring. ``client_for(service)`` makes the boto3 clients, else the session (boto3's
+    default) with ``endpoint_url``."""
+    made: dict[str, Any] = {}
     session = session or boto3.session.Session()
 
     def client(service: str) -> Any:
-        if service not in given:
-            if shared is not None:
-                given[service] = aws.client(service, shared, stack.region)
-            else:
-                given[service] = session.client(  # type: ignore[call-overload]
-                    service, region_name=stack.region, endpoint_url=endpoint_url
-                )
-        return given[service]
+        if service not in made:
+            made[service] = (
+                client_for(service)
+                if client_for is not None
+                else session.client(service, region_name=stack.region, endpoint_url=endpoint_url)  # type: ignore[call-overload]
+            )
+        return made[service]
 
     result = Provisioned()
     for logical_id in stack.of_type(*TABLE_TYPES):
@@ -163,18 +162,6 @@ def parameter_request(stack: Stack, logical_id: str) -> dict[str, Any]:
         if properties.get(key):
             request[key] = str(properties[key])
     return request
-
-
-def _local_endpoint(clients: Any) -> str | None:
-    """The one endpoint all ``clients`` use, if it is not AWS's (e.g. a moto server), else None."""
-    endpoints = {str(getattr(getattr(c, "meta", None), "endpoint_url", "")) for c in clients}
-    if len(endpoints) != 1:
-        return None
-    (endpoint,) = endpoints
-    host = endpoint.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
-    if not endpoint or host.endswith((".amazonaws.com", ".amazonaws.com.cn", ".api.aws")):
-        return None
-    return endpoint
 
 
 def secret_string(stack: Stack, logical_id: str) -> str:

@@ -202,9 +202,7 @@ class Runtime:
         self.console.info(
             f"AWS (moto {_moto_version()}) on {endpoint}, account {stack.account_id}, region {stack.region}"
         )
-        self.provisioned = stack.provision(
-            clients={service: self.client(service) for service in ("dynamodb", "sqs", "sesv2", "secretsmanager", "ssm")}
-        )
+        self.provisioned = stack.provision(client_for=self.client)
         self.outbox.install()
         self._sqs = self.client("sqs")
 

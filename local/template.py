@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -614,17 +614,17 @@ class Stack:
         session: boto3.session.Session | None = None,
         *,
         endpoint_url: str | None = None,
-        clients: Mapping[str, Any] | None = None,
+        client_for: Callable[[str], Any] | None = None,
     ) -> Provisioned:
-        """Create the tables, queues and SES identities in the endpoint the clients point at.
+        """Create the stack's tables, queues, SES identities, secrets and parameters.
 
         Pass nothing to use boto3's defaults (e.g. under moto's ``mock_aws``), a session and/or
-        an ``endpoint_url`` (e.g. a moto server), or ready clients as
-        ``clients={"dynamodb": ..., "sqs": ..., "sesv2": ...}``.
+        an ``endpoint_url`` (e.g. a moto server), or a factory of clients by service name
+        (``client_for=runtime.client``).
         """
         from .provision import provision
 
-        return provision(self, session=session, endpoint_url=endpoint_url, clients=clients)
+        return provision(self, session=session, endpoint_url=endpoint_url, client_for=client_for)
 
 
 _QUEUE_ATTRIBUTES = (

@@ -578,19 +578,3 @@ def test_provision_puts_ssm_parameters_and_keeps_them_current() -> None:
     assert {p["Name"]: p.get("Description") for p in described}["/mailroom-local/public-url"] == (
         "Links in mails start with it."
     )
-
-
-def test_a_service_missing_from_the_given_clients_uses_their_local_endpoint() -> None:
-    from types import SimpleNamespace
-
-    from mailroom_local.provision import _local_endpoint
-
-    def client(url: str) -> Any:
-        return SimpleNamespace(meta=SimpleNamespace(endpoint_url=url))
-
-    assert _local_endpoint([client("http://127.0.0.1:5000"), client("http://127.0.0.1:5000")]) == (
-        "http://127.0.0.1:5000"
-    )
-    assert _local_endpoint([client("https://dynamodb.us-east-1.amazonaws.com")]) is None  # AWS's: never reused
-    assert _local_endpoint([client("http://127.0.0.1:5000"), client("http://127.0.0.1:6000")]) is None
-    assert _local_endpoint([]) is None
