@@ -11,7 +11,7 @@ Two layouts:
   S3 answers CloudFront for a missing key (as for a method other than GET/HEAD).
   Web responses carry the headers of the template's response headers policy
   (``web_headers``, from ``Stack.response_headers``: HSTS, CSP, ...) and ``Cache-Control:
-  no-cache`` (as ``scripts/publish_web.py`` uploads the files).
+  no-cache``, with the content types of :mod:`.web` (as ``scripts/publish_web.py`` uploads the files).
 * **API only** (no ``web_dir``: any other SAM template), like ``sam local start-api``:
   ``/_local/...`` -> the API routes at the root -> API Gateway's 403 ``Missing
   Authentication Token``.
@@ -33,7 +33,6 @@ Local routes:
 from __future__ import annotations
 
 import json
-import mimetypes
 import re
 import time
 import uuid
@@ -49,6 +48,7 @@ from .console import Console
 from .outbox import Outbox
 from .sandbox import Invocation
 from .scheduler import Scheduler
+from .web import content_type, published
 
 __all__ = [
     "API_PREFIX",
@@ -56,7 +56,6 @@ __all__ = [
     "LocalHttpServer",
     "Request",
     "server_address",
-    "web_content_type",
 ]
 
 _DRAIN_LIMIT = 64 * 1024 * 1024
@@ -151,14 +150,9 @@ class HttpApp:
         relative = "index.html" if "." not in last else path.lstrip("/")
         root = self.web_dir.resolve()
         target = (root / relative).resolve()
-        if (
-            not target.is_relative_to(root)
-            or not target.is_file()
-            or any(p.startswith(".") for p in target.relative_to(root).parts)
-        ):
+        if not target.is_relative_to(root) or not target.is_file() or not published(target.relative_to(root)):
             return _forbidden(self.web_headers)
-        content_type = web_content_type(target.name)
-        headers = [("Content-Type", content_type), ("Cache-Control", "no-cache"), *self.web_headers]
+        headers = [("Content-Type", content_type(target.name)), ("Cache-Control", "no-cache"), *self.web_headers]
         return ApiResponse(200, headers, target.read_bytes())
 
     # ----------------------------------------------------------------- local
@@ -203,16 +197,6 @@ class HttpApp:
 
 def _forbidden(headers: list[tuple[str, str]]) -> ApiResponse:
     return ApiResponse(403, [("Content-Type", "text/plain; charset=utf-8"), *headers], b"Forbidden\n")
-
-
-def web_content_type(name: str) -> str:
-    """The Content-Type of a web app file (as scripts/publish_web.py uploads it)."""
-    if name.endswith((".js", ".mjs")):
-        return "text/javascript; charset=utf-8"
-    content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
-    if content_type.startswith("text/") or content_type in ("application/json", "image/svg+xml"):
-        content_type += "; charset=utf-8"
-    return content_type
 
 
 def _not_allowed() -> ApiResponse:

@@ -16,14 +16,13 @@
 5. One invalidation of ``/*`` (one path of the 1,000 free each month), so edges drop what
    they hold at once.
 
-Only the standard library and boto3; the functions take ready clients, so tests run them
-under moto.
+The standard library, boto3 and ``mailroom_local.web`` (the content types and the files, as
+the local server serves them); the functions take ready clients, so tests run them under moto.
 """
 
 from __future__ import annotations
 
 import argparse
-import mimetypes
 import sys
 import time
 import tomllib
@@ -35,32 +34,17 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
+# What a file is served with, and which files are served: one definition for this upload and
+# for the local server (make run), so the two cannot differ.
+from mailroom_local.web import CONTENT_TYPES, content_type, web_files
+
+__all__ = ["CONTENT_TYPES", "PublishError", "Report", "content_type", "main", "publish", "web_files"]
+
 ROOT = Path(__file__).resolve().parents[1]
 WEB_DIR = ROOT / "web"
 SAMCONFIG = ROOT / "samconfig.toml"
 CACHE_CONTROL = "no-cache"
 ENTRY = "index.html"
-
-# Explicit, so that the result does not depend on the machine's mime.types.
-CONTENT_TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",
-    ".mjs": "text/javascript; charset=utf-8",
-    ".json": "application/json",
-    ".map": "application/json",
-    ".webmanifest": "application/manifest+json",
-    ".txt": "text/plain; charset=utf-8",
-    ".svg": "image/svg+xml",
-    ".png": "image/png",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".gif": "image/gif",
-    ".webp": "image/webp",
-    ".ico": "image/x-icon",
-    ".woff2": "font/woff2",
-    ".woff": "font/woff",
-}
 
 
 class PublishError(Exception):
@@ -76,27 +60,6 @@ class Report:
     uploaded: list[tuple[str, str, int]] = field(default_factory=list)  # key, content type, bytes
     deleted: list[str] = field(default_factory=list)
     invalidation_id: str = ""
-
-
-def content_type(path: Path | str) -> str:
-    """The Content-Type a file is served with."""
-    suffix = Path(path).suffix.lower()
-    if suffix in CONTENT_TYPES:
-        return CONTENT_TYPES[suffix]
-    guessed, _ = mimetypes.guess_type(str(path))
-    if guessed and guessed.startswith("text/"):
-        return f"{guessed}; charset=utf-8"
-    return guessed or "application/octet-stream"
-
-
-def web_files(web_dir: Path) -> dict[str, Path]:
-    """The files to publish by bucket key (a path relative to ``web_dir``), dotfiles and dot-folders left out."""
-    files: dict[str, Path] = {}
-    for path in sorted(web_dir.rglob("*")):
-        relative = path.relative_to(web_dir)
-        if path.is_file() and not any(part.startswith(".") for part in relative.parts):
-            files[relative.as_posix()] = path
-    return files
 
 
 def samconfig_parameters(config_env: str, samconfig: Path = SAMCONFIG) -> dict[str, Any]:
