@@ -5,6 +5,11 @@ import { getToken } from "./auth.js";
 
 export const API_BASE = "/api";
 
+/** True for the error fetch() throws when its signal aborts (the page was left). */
+export function isAbort(error) {
+  return Boolean(error) && error.name === "AbortError";
+}
+
 export class ApiError extends Error {
   constructor(status, code, message, field, data) {
     super(message);
@@ -51,7 +56,7 @@ export async function api(method, path, options = {}) {
   try {
     response = await fetch(API_BASE + path, { method, headers, body, signal: options.signal, credentials: "same-origin" });
   } catch (error) {
-    if (error && error.name === "AbortError") throw error;
+    if (isAbort(error)) throw error;
     throw new ApiError(0, "network", "Could not reach Mailroom. Check your connection and try again.");
   }
   const type = response.headers.get("Content-Type") || "";
@@ -59,7 +64,7 @@ export async function api(method, path, options = {}) {
   try {
     data = type.includes("json") ? await response.json() : await response.text();
   } catch (error) {
-    if (error && error.name === "AbortError") throw error; // the page was left: nobody waits
+    if (isAbort(error)) throw error; // the page was left: nobody waits
     data = null;
   }
   if (!response.ok) {

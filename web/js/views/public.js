@@ -1,7 +1,7 @@
 // Public pages: sign up, check your inbox, confirm (from the mail's link), unsubscribe
 // (from the mail's link: one button), and "page not found".
 
-import { api } from "../api.js";
+import { api, isAbort } from "../api.js";
 import { field, h, statusLine } from "../dom.js";
 
 export const CONSENT_TEXT =
@@ -65,7 +65,7 @@ export function signUp(ctx) {
       sessionStorage.setItem("mailroom.signup.email", address);
       ctx.navigate("/check-inbox");
     } catch (error) {
-      if (error.name === "AbortError") return;
+      if (isAbort(error)) return;
       const target = fields[(error.field || "").split(".")[0]];
       if (target) {
         target.setError(error.message);
@@ -131,7 +131,7 @@ export async function confirm(ctx) {
     }
     return result("Not subscribed", answer.message || "This address is not subscribed; nothing was changed.", "info");
   } catch (error) {
-    if (error.name === "AbortError") throw error;
+    if (isAbort(error)) throw error;
     if (error.status === 404) {
       return result("Link expired", "This confirmation link has expired.", "error", h("p", {}, h("a", { href: "/", "data-link": true }, "Sign up again"), " to get a new one."));
     }
@@ -149,7 +149,7 @@ export async function unsubscribe(ctx) {
   try {
     await api("GET", path, { signal: ctx.signal }); // checks the link; a GET never unsubscribes
   } catch (error) {
-    if (error.name === "AbortError") throw error;
+    if (isAbort(error)) throw error;
     if (error.code === "invalid_link") return result("Invalid link", "This unsubscribe link is invalid. Please use the link from the mail as it is.", "error");
     return result("Could not load", error.message, "error");
   }
@@ -181,7 +181,7 @@ export async function unsubscribe(ctx) {
               heading.focus();
             }
           } catch (error) {
-            if (error.name === "AbortError") return;
+            if (isAbort(error)) return;
             status.show(error.message, "error");
             button.disabled = false;
           }

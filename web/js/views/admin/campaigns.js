@@ -1,9 +1,9 @@
 // /admin/campaigns: the campaigns, newest first, with their progress; "Load more" follows
 // next_cursor.
 
-import { admin } from "../../api.js";
+import { admin, isAbort } from "../../api.js";
 import { formatTime, h, statusLine } from "../../dom.js";
-import { badge, cell, emptyRow, failure, isAbort, loadMore, percent, table } from "./ui.js";
+import { badge, cell, emptyRow, failure, loadMore, percent, table } from "./ui.js";
 
 const PAGE = 25;
 

@@ -2,12 +2,12 @@
 // (POST /campaigns/preview as the admin types, shown in a sandboxed iframe), then save it as a
 // draft, schedule it, send it now, or send a test mail.
 
-import { admin } from "../../api.js";
+import { admin, isAbort } from "../../api.js";
 import { field, h, statusLine } from "../../dom.js";
 import { campaignPath } from "./campaigns.js";
 import { confirmDialog } from "./dialog.js";
 import { isoWithOffset, localInputValue, zoneDescription } from "./time.js";
-import { badge, failure, isAbort } from "./ui.js";
+import { badge, failure } from "./ui.js";
 
 const PREVIEW_DELAY_MS = 400;
 const EDITABLE = new Set(["draft", "scheduled"]);

@@ -1,11 +1,11 @@
 // /admin/dead-letters: the tasks that failed for good, per queue, with their reasons; redrive
 // them (all, or one queue's) once the cause is fixed.
 
-import { admin } from "../../api.js";
+import { admin, isAbort } from "../../api.js";
 import { announce, field, formatNumber, formatTime, h, replace, statusLine } from "../../dom.js";
 import { confirmDialog } from "./dialog.js";
 import { DEAD_LETTER_QUEUES } from "./figures.js";
-import { card, cards, cell, emptyRow, failure, isAbort, table } from "./ui.js";
+import { card, cards, cell, emptyRow, failure, table } from "./ui.js";
 
 const LIMIT = 100;
 const QUEUE_LABELS = { welcome: "Welcome", newsletter: "Newsletter", fanout: "Fan-out" };

@@ -1,8 +1,9 @@
 // /admin: the monitoring figures as cards, and the campaigns that are sending or scheduled.
 
+import { isAbort } from "../../api.js";
 import { formatNumber, formatTime, h, replace, statusLine } from "../../dom.js";
 import { CAMPAIGN_STATUSES, DEAD_LETTER_QUEUES, SUBSCRIBER_STATUSES, gatherFigures } from "./figures.js";
-import { badge, card, cards, isAbort, percent } from "./ui.js";
+import { badge, card, cards, percent } from "./ui.js";
 
 const MAIL_LABELS = { recipients: "Recipients", sent: "Sent", failed: "Failed", skipped: "Skipped", uncertain: "Uncertain", queued: "Queued" };
 

@@ -3,11 +3,11 @@
 // SES feedback keeps arriving), computes the send rate over the last ~10 s and the ETA, and
 // lists the recipients that failed (or were skipped, or are uncertain) with the reasons.
 
-import { admin } from "../../api.js";
+import { admin, isAbort } from "../../api.js";
 import { announce, field, formatDuration, formatNumber, formatTime, h, replace, statusLine } from "../../dom.js";
 import { campaignPath, resolvedOf } from "./campaigns.js";
 import { confirmDialog } from "./dialog.js";
-import { badge, card, cards, cell, emptyRow, failure, isAbort, loadMore, percent, poll, table } from "./ui.js";
+import { badge, card, cards, cell, emptyRow, failure, loadMore, percent, poll, table } from "./ui.js";
 
 const SENDING_POLL_MS = 1000;
 const SCHEDULED_POLL_MS = 5000;

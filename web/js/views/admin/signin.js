@@ -1,7 +1,7 @@
 // Sign in: the admin's bearer token. The API verifies it (issue #7: Cognito); here the console
 // checks it with one admin call before keeping it for this tab.
 
-import { admin } from "../../api.js";
+import { admin, isAbort } from "../../api.js";
 import { setToken, signOut } from "../../auth.js";
 import { field, h, statusLine } from "../../dom.js";
 
@@ -32,7 +32,7 @@ export function signIn(ctx) {
       await admin("GET", "/campaigns?limit=1", { signal: ctx.signal, signOutOn401: false });
       ctx.navigate(target, { replace: true });
     } catch (error) {
-      if (error.name === "AbortError") return;
+      if (isAbort(error)) return;
       signOut();
       const message = error.status === 401 || error.status === 403 ? "This token was not accepted." : error.message;
       token.setError(message);

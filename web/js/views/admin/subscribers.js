@@ -1,11 +1,11 @@
 // /admin/subscribers: search and list (q and status live in the URL), erase one (GDPR),
 // import a CSV file, export every subscriber as one CSV file.
 
-import { admin } from "../../api.js";
+import { admin, isAbort } from "../../api.js";
 import { announce, field, formatNumber, formatTime, h, replace, statusLine, uniqueId } from "../../dom.js";
 import { confirmDialog } from "./dialog.js";
 import { SUBSCRIBER_STATUSES } from "./figures.js";
-import { badge, card, cards, cell, emptyRow, isAbort, loadMore, table } from "./ui.js";
+import { badge, card, cards, cell, emptyRow, loadMore, table } from "./ui.js";
 
 const PAGE = 50;
 const MAX_IMPORT_BYTES = 1024 * 1024;

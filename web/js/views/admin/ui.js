@@ -1,11 +1,7 @@
 // Building blocks shared by the admin views: badges, cards, tables, "Load more", polling.
 
+import { isAbort } from "../../api.js";
 import { formatNumber, h } from "../../dom.js";
-
-/** True for the error fetch() throws when ctx.signal aborts (the admin left the page). */
-export function isAbort(error) {
-  return Boolean(error) && error.name === "AbortError";
-}
 
 /** A status badge: the word itself is the text, the colour only repeats it. */
 export function badge(status, attrs = {}) {
