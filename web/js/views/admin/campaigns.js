@@ -3,6 +3,7 @@
 
 import { admin, isAbort } from "../../api.js";
 import { formatTime, h, statusLine } from "../../dom.js";
+import { confirmDialog } from "./dialog.js";
 import { badge, cell, emptyRow, failure, loadMore, percent, table } from "./ui.js";
 
 const PAGE = 25;
@@ -11,6 +12,19 @@ const PAGE = 25;
 export function resolvedOf(counters) {
   const c = counters || {};
   return (c.sent || 0) + (c.failed || 0) + (c.skipped || 0) + (c.uncertain || 0);
+}
+
+/** Asks before a campaign is sent now (the compose page and the campaign's page): true to send. */
+export function confirmSending(signal) {
+  return confirmDialog({
+    title: "Send this campaign now?",
+    body: [
+      h("p", {}, "It goes to every subscribed subscriber, starting at once."),
+      h("p", {}, "You can cancel it while it is sending, but mails already sent stay sent."),
+    ],
+    confirmLabel: "Send now",
+    signal,
+  });
 }
 
 export function campaignPath(campaign) {

@@ -4,8 +4,7 @@
 
 import { admin, isAbort } from "../../api.js";
 import { field, h, statusLine } from "../../dom.js";
-import { campaignPath } from "./campaigns.js";
-import { confirmDialog } from "./dialog.js";
+import { campaignPath, confirmSending } from "./campaigns.js";
 import { isoWithOffset, localInputValue, zoneDescription } from "./time.js";
 import { badge, failure } from "./ui.js";
 
@@ -187,16 +186,7 @@ export async function compose(ctx) {
   async function act(mode) {
     if (!valid(mode === "schedule")) return;
     if (mode === "send") {
-      const go = await confirmDialog({
-        title: "Send this campaign now?",
-        body: [
-          h("p", {}, "It goes to every subscribed subscriber, starting at once."),
-          h("p", {}, "You can cancel it while it is sending, but mails already sent stay sent."),
-        ],
-        confirmLabel: "Send now",
-        signal: ctx.signal,
-      });
-      if (!go) return;
+      if (!(await confirmSending(ctx.signal))) return;
     }
     setBusy(true);
     status.show(mode === "send" ? "Saving and starting…" : "Saving…", "pending");

@@ -5,7 +5,7 @@
 
 import { admin, isAbort } from "../../api.js";
 import { announce, field, formatDuration, formatNumber, formatTime, h, replace, statusLine } from "../../dom.js";
-import { campaignPath, resolvedOf } from "./campaigns.js";
+import { campaignPath, confirmSending, resolvedOf } from "./campaigns.js";
 import { confirmDialog } from "./dialog.js";
 import { badge, card, cards, cell, emptyRow, failure, loadMore, percent, poll, table } from "./ui.js";
 
@@ -297,13 +297,7 @@ export async function campaignPage(ctx) {
   }
 
   sendButton.addEventListener("click", async () => {
-    const go = await confirmDialog({
-      title: "Send this campaign now?",
-      body: [h("p", {}, "It goes to every subscribed subscriber, starting at once."), h("p", {}, "You can cancel it while it is sending, but mails already sent stay sent.")],
-      confirmLabel: "Send now",
-      signal: ctx.signal,
-    });
-    if (!go) return;
+    if (!(await confirmSending(ctx.signal))) return;
     sendButton.disabled = true;
     status.show("Starting…", "pending");
     try {
