@@ -14,13 +14,12 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mailroom.adapters.aws import dynamodb_client
-from mailroom.adapters.dynamodb import SubscriberRepository, from_item, to_item
+from mailroom.adapters.dynamodb import SubscriberRepository, batch_get, from_item, to_item
 from mailroom.models import Subscriber
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-BATCH_GET_LIMIT = 100
 BATCH_ATTEMPTS = 6
 # What a result record keeps after an erasure: enough for the campaign's counts and the
 # recipients listing (by subscriber id, which nothing maps to a person any more).
@@ -147,20 +146,5 @@ class PersonalRecords:
         return scrubbed
 
     def _get_many(self, keys: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
-        unique = list(dict.fromkeys(keys))
-        for start in range(0, len(unique), BATCH_GET_LIMIT):
-            pending = [to_item({"pk": pk, "sk": sk}) for pk, sk in unique[start : start + BATCH_GET_LIMIT]]
-            for attempt in range(BATCH_ATTEMPTS):
-                response = self.client.batch_get_item(
-                    RequestItems={self.table_name: {"Keys": pending, "ConsistentRead": True}}
-                )
-                found += [from_item(item) for item in response.get("Responses", {}).get(self.table_name, [])]
-                unprocessed: dict[str, Any] = dict(response.get("UnprocessedKeys") or {})
-                pending = list(unprocessed.get(self.table_name, {}).get("Keys", []))
-                if not pending:
-                    break
-                self.sleep(min(0.05 * 2**attempt, 1.0))
-            else:
-                raise RuntimeError(f"{len(pending)} record(s) not read after {BATCH_ATTEMPTS} attempts")
-        return found
+        items = [to_item({"pk": pk, "sk": sk}) for pk, sk in dict.fromkeys(keys)]
+        return batch_get(self.client, self.table_name, items, BATCH_ATTEMPTS, self.sleep)

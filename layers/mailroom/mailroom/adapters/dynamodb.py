@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 # A write whose answer was lost (read timeout, closed connection) is sent again this often;
 # every such write is conditioned so that repeating it is harmless.
 AMBIGUOUS_ATTEMPTS = 4
+BATCH_GET_LIMIT = 100  # keys in one BatchGetItem
 BY_ID_INDEX = "ById"
 
 _serializer = TypeSerializer()
@@ -245,25 +246,37 @@ class SubscriberRepository:
 
     def get_many(self, emails: Sequence[str], attempts: int = 5) -> dict[str, Subscriber]:
         """The subscribers with these addresses (absent ones are left out); BatchGetItem, 100 keys a call."""
-        found: dict[str, Subscriber] = {}
-        unique = list(dict.fromkeys(emails))
-        for start in range(0, len(unique), 100):
-            keys: list[dict[str, Any]] = [to_item({"email": email}) for email in unique[start : start + 100]]
-            for attempt in range(attempts):
-                response = self.client.batch_get_item(
-                    RequestItems={self.table_name: {"Keys": keys, "ConsistentRead": True}}
-                )
-                for item in response.get("Responses", {}).get(self.table_name, []):
-                    subscriber = Subscriber.model_validate(from_item(item))
-                    found[subscriber.email] = subscriber
-                unprocessed: dict[str, Any] = dict(response.get("UnprocessedKeys") or {})
-                keys = list(unprocessed.get(self.table_name, {}).get("Keys", []))
-                if not keys:
-                    break
-                time.sleep(min(0.05 * 2**attempt, 1.0))
-            else:
-                raise RuntimeError(f"{len(keys)} subscriber(s) not read after {attempts} attempts")
-        return found
+        keys = [to_item({"email": email}) for email in dict.fromkeys(emails)]
+        subscribers = [
+            Subscriber.model_validate(item) for item in batch_get(self.client, self.table_name, keys, attempts)
+        ]
+        return {subscriber.email: subscriber for subscriber in subscribers}
+
+
+def batch_get(
+    client: Any,
+    table_name: str,
+    keys: Sequence[dict[str, Any]],
+    attempts: int = 5,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[dict[str, Any]]:
+    """The items with these keys (absent ones left out), with consistent reads: BatchGetItem,
+    100 keys a call, the keys it leaves unprocessed asked again after a backoff; RuntimeError
+    if some are still unread after ``attempts`` calls."""
+    found: list[dict[str, Any]] = []
+    for start in range(0, len(keys), BATCH_GET_LIMIT):
+        pending = list(keys[start : start + BATCH_GET_LIMIT])
+        for attempt in range(attempts):
+            response = client.batch_get_item(RequestItems={table_name: {"Keys": pending, "ConsistentRead": True}})
+            found += [from_item(item) for item in response.get("Responses", {}).get(table_name, [])]
+            unprocessed: dict[str, Any] = dict(response.get("UnprocessedKeys") or {})
+            pending = list(unprocessed.get(table_name, {}).get("Keys", []))
+            if not pending:
+                break
+            sleep(min(0.05 * 2**attempt, 1.0))
+        else:
+            raise RuntimeError(f"{len(pending)} item(s) of {table_name} not read after {attempts} attempts")
+    return found
 
 
 def backoff_seconds(attempt: int) -> float:
