@@ -18,6 +18,7 @@ from botocore.exceptions import (
 from botocore.stub import Stubber
 
 from mailroom.adapters.aws import sesv2_client
+from mailroom.adapters.dynamodb import batch_get, to_item
 from mailroom.adapters.ses import classify
 from mailroom.adapters.sqs import SQS_BATCH_BYTES, EnqueueError, TaskQueue
 from mailroom.errors import PermanentSendError, RetryableSendError, UncertainSendError
@@ -170,3 +171,34 @@ def test_a_body_over_the_limit_is_refused_before_any_call() -> None:
     queue, stubber, _ = _queue()
     with stubber, pytest.raises(EnqueueError):
         queue.send_batch(["x" * (SQS_BATCH_BYTES + 1)])
+
+
+class _BatchGets:
+    """BatchGetItem that leaves the last key of each call unprocessed, ``lazy`` times."""
+
+    def __init__(self, lazy: int) -> None:
+        self.lazy = lazy
+        self.calls: list[int] = []
+
+    def batch_get_item(self, RequestItems: dict[str, Any]) -> dict[str, Any]:
+        keys = RequestItems["t"]["Keys"]
+        assert RequestItems["t"]["ConsistentRead"] is True
+        self.calls.append(len(keys))
+        if self.lazy and len(keys) > 0:
+            self.lazy -= 1
+            return {"Responses": {"t": keys[:-1]}, "UnprocessedKeys": {"t": {"Keys": keys[-1:]}}}
+        return {"Responses": {"t": keys}}
+
+
+def test_batch_get_reads_100_keys_a_call_and_asks_again_for_the_unprocessed_ones() -> None:
+    client, slept = _BatchGets(lazy=2), []
+    keys = [to_item({"id": str(n)}) for n in range(150)]
+    found = batch_get(client, "t", keys, attempts=5, sleep=slept.append)
+    assert sorted(int(item["id"]) for item in found) == list(range(150))
+    assert client.calls == [100, 1, 1, 50] and slept == [0.05, 0.1]
+
+
+def test_batch_get_gives_up_after_its_attempts() -> None:
+    client = _BatchGets(lazy=10)
+    with pytest.raises(RuntimeError, match="1 item\\(s\\) of t not read after 3 attempts"):
+        batch_get(client, "t", [to_item({"id": "a"}), to_item({"id": "b"})], attempts=3, sleep=lambda _: None)
