@@ -258,7 +258,7 @@ def batch_get(
     table_name: str,
     keys: Sequence[dict[str, Any]],
     attempts: int = 5,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
 ) -> list[dict[str, Any]]:
     """The items with these keys (absent ones left out), with consistent reads: BatchGetItem,
     100 keys a call, the keys it leaves unprocessed asked again after a backoff; RuntimeError
@@ -273,10 +273,28 @@ def batch_get(
             pending = list(unprocessed.get(table_name, {}).get("Keys", []))
             if not pending:
                 break
-            sleep(min(0.05 * 2**attempt, 1.0))
+            (sleep or time.sleep)(min(0.05 * 2**attempt, 1.0))
         else:
             raise RuntimeError(f"{len(pending)} item(s) of {table_name} not read after {attempts} attempts")
     return found
+
+
+def conditional_update(client: Any, sleep: Callable[[float], None] | None = None, **request: Any) -> bool:
+    """``UpdateItem(**request)`` with a condition that makes repeating it harmless: True if it
+    was written, False if the condition failed. An answer lost on the way (a BotoCoreError)
+    is tried again, up to AMBIGUOUS_ATTEMPTS times, after a backoff."""
+    for attempt in range(AMBIGUOUS_ATTEMPTS):
+        try:
+            client.update_item(**request)
+        except client.exceptions.ConditionalCheckFailedException:
+            return False
+        except BotoCoreError:
+            if attempt + 1 == AMBIGUOUS_ATTEMPTS:
+                raise
+            (sleep or time.sleep)(backoff_seconds(attempt))
+            continue
+        return True
+    raise AssertionError("unreachable")
 
 
 def backoff_seconds(attempt: int) -> float:
@@ -361,28 +379,19 @@ class ResultLedger:
         """Move our claim to ``status``; False if the record is no longer held by ``token``."""
         names = {"#status": "status", "#claim": "claim", **{f"#{key}": key for key in values}}
         sets = ", ".join(["#status = :status", *[f"#{key} = :{key}" for key in values]])
-        for attempt in range(AMBIGUOUS_ATTEMPTS):
-            try:
-                self.client.update_item(
-                    TableName=self.table_name,
-                    Key=self._key(pk, sk),
-                    UpdateExpression=f"SET {sets}",
-                    ConditionExpression="#status = :sending AND #claim = :claim",
-                    ExpressionAttributeNames=names,
-                    ExpressionAttributeValues=to_item(
-                        {":status": status.value, ":sending": DeliveryStatus.SENDING.value, ":claim": token}
-                        | {f":{key}": value for key, value in values.items()}
-                    ),
-                )
-            except self.client.exceptions.ConditionalCheckFailedException:
-                return False  # done by an earlier try whose answer was lost, or not ours any more
-            except BotoCoreError:
-                if attempt + 1 == AMBIGUOUS_ATTEMPTS:
-                    raise
-                time.sleep(backoff_seconds(attempt))
-                continue
-            return True
-        raise AssertionError("unreachable")
+        # False: done by an earlier try whose answer was lost, or not ours any more
+        return conditional_update(
+            self.client,
+            TableName=self.table_name,
+            Key=self._key(pk, sk),
+            UpdateExpression=f"SET {sets}",
+            ConditionExpression="#status = :sending AND #claim = :claim",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=to_item(
+                {":status": status.value, ":sending": DeliveryStatus.SENDING.value, ":claim": token}
+                | {f":{key}": value for key, value in values.items()}
+            ),
+        )
 
     def record_sent(self, pk: str, sk: str, token: str, message_id: str, now: str) -> None:
         self._complete(pk, sk, token, DeliveryStatus.SENT, {"message_id": message_id, "sent_at": now})

@@ -19,7 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from mailroom.adapters.aws import dynamodb_client
 from mailroom.adapters.campaigns import progress_key
-from mailroom.adapters.dynamodb import AMBIGUOUS_ATTEMPTS, backoff_seconds, from_item, to_item
+from mailroom.adapters.dynamodb import backoff_seconds, conditional_update, from_item, to_item
 from mailroom.errors import MailroomError
 from mailroom.logic.feedback import MailRef, RecordChange, Recorded, RecordResult
 from mailroom.models import DeliveryStatus, SubscriberStatus
@@ -174,34 +174,20 @@ class FeedbackLedger:
     def suppress(self, email: str, subscriber_id: str, reason: str, at: str) -> bool:
         """Suppress the subscriber with this address if it is still ``subscriber_id``; True if
         this call did it (False: suppressed before, erased, or somebody else's address now)."""
-        for attempt in range(AMBIGUOUS_ATTEMPTS):
-            try:
-                self.client.update_item(
-                    TableName=self.subscribers_table,
-                    Key=to_item({"email": email}),
-                    UpdateExpression="SET #status = :suppressed, suppressed_at = :at, suppressed_reason = :reason "
-                    "REMOVE expires_at",
-                    ConditionExpression="id = :id AND #status <> :suppressed",
-                    ExpressionAttributeNames={"#status": "status"},
-                    ExpressionAttributeValues=to_item(
-                        {
-                            ":suppressed": SubscriberStatus.SUPPRESSED.value,
-                            ":at": at,
-                            ":reason": reason,
-                            ":id": subscriber_id,
-                        }
-                    ),
-                )
-            except self.client.exceptions.ConditionalCheckFailedException:
-                return False
-            except BotoCoreError:
-                # Conditioned on not being suppressed yet: repeating it is harmless.
-                if attempt + 1 == AMBIGUOUS_ATTEMPTS:
-                    raise
-                self.sleep(backoff_seconds(attempt))
-                continue
-            return True
-        raise AssertionError("unreachable")
+        # conditioned on not being suppressed yet: repeating it is harmless
+        return conditional_update(
+            self.client,
+            self.sleep,
+            TableName=self.subscribers_table,
+            Key=to_item({"email": email}),
+            UpdateExpression="SET #status = :suppressed, suppressed_at = :at, suppressed_reason = :reason "
+            "REMOVE expires_at",
+            ConditionExpression="id = :id AND #status <> :suppressed",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues=to_item(
+                {":suppressed": SubscriberStatus.SUPPRESSED.value, ":at": at, ":reason": reason, ":id": subscriber_id}
+            ),
+        )
 
 
 def _judge(ref: MailRef, current: dict[str, Any] | None, change: RecordChange) -> Recorded | None:
