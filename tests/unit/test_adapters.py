@@ -18,7 +18,7 @@ from botocore.exceptions import (
 from botocore.stub import Stubber
 
 from mailroom.adapters.aws import sesv2_client
-from mailroom.adapters.dynamodb import batch_get, to_item
+from mailroom.adapters.dynamodb import batch_get, conditional_update, to_item
 from mailroom.adapters.ses import classify
 from mailroom.adapters.sqs import SQS_BATCH_BYTES, EnqueueError, TaskQueue
 from mailroom.errors import PermanentSendError, RetryableSendError, UncertainSendError
@@ -202,3 +202,43 @@ def test_batch_get_gives_up_after_its_attempts() -> None:
     client = _BatchGets(lazy=10)
     with pytest.raises(RuntimeError, match="1 item\\(s\\) of t not read after 3 attempts"):
         batch_get(client, "t", [to_item({"id": "a"}), to_item({"id": "b"})], attempts=3, sleep=lambda _: None)
+
+
+class _ConditionFailed(Exception):
+    pass
+
+
+class _Updates:
+    """UpdateItem answering from a script: "ok", "lost" (the answer never came) or "condition"."""
+
+    exceptions = type("Exceptions", (), {"ConditionalCheckFailedException": _ConditionFailed})
+
+    def __init__(self, *script: str) -> None:
+        self.script = list(script)
+        self.requests: list[dict[str, Any]] = []
+
+    def update_item(self, **request: Any) -> None:
+        self.requests.append(request)
+        step = self.script.pop(0)
+        if step == "lost":
+            raise ReadTimeoutError(endpoint_url="https://dynamodb")
+        if step == "condition":
+            raise _ConditionFailed
+
+
+@pytest.mark.parametrize(
+    ("script", "written"),
+    [(["ok"], True), (["lost", "ok"], True), (["lost", "lost", "condition"], False)],
+)
+def test_a_conditional_update_is_tried_again_when_its_answer_is_lost(script: list[str], written: bool) -> None:
+    client, slept = _Updates(*script), []
+    assert conditional_update(client, slept.append, TableName="t", Key={}) is written
+    assert len(client.requests) == len(script) and len(slept) == script.count("lost")  # a backoff before each retry
+    assert all(request == {"TableName": "t", "Key": {}} for request in client.requests)
+
+
+def test_a_conditional_update_whose_answers_stay_lost_raises() -> None:
+    client = _Updates(*["lost"] * 10)
+    with pytest.raises(ReadTimeoutError):
+        conditional_update(client, lambda _: None, TableName="t", Key={})
+    assert len(client.requests) == 4  # AMBIGUOUS_ATTEMPTS
