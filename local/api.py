@@ -121,8 +121,10 @@ def build_event(
     port: int,
     account_id: str,
     request_id: str | None = None,
+    claims: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The API Gateway REST (v1) proxy event for one request."""
+    """The API Gateway REST (v1) proxy event for one request; ``claims`` are a Cognito
+    authorizer's (``requestContext.authorizer.claims``)."""
     single: dict[str, str] = {}
     multi: dict[str, list[str]] = {}
     for name, value in headers:
@@ -152,7 +154,7 @@ def build_event(
     now = time.time()
     request_id = request_id or str(uuid.uuid4())
     stage = route.spec.stage
-    return {
+    event: dict[str, Any] = {
         "resource": route.spec.path,
         "path": path,
         "httpMethod": method.upper(),
@@ -194,6 +196,9 @@ def build_event(
         "body": event_body,
         "isBase64Encoded": encoded,
     }
+    if claims is not None:
+        event["requestContext"]["authorizer"] = {"claims": dict(claims)}
+    return event
 
 
 def error_response(status: int, message: str, request_id: str | None = None) -> ApiResponse:
@@ -207,6 +212,7 @@ def error_response(status: int, message: str, request_id: str | None = None) -> 
 
 def _error_type(status: int) -> str:
     return {
+        401: "UnauthorizedException",
         403: "MissingAuthenticationTokenException",
         413: "RequestTooLongException",
         502: "InternalServerErrorException",

@@ -25,6 +25,10 @@ template needs is reached there.
   (``secrets.token_urlsafe`` alphabet without punctuation), generated here on this machine
   as Secrets Manager would in AWS. Ref resolves to the secret's name, which
   ``GetSecretValue`` accepts as well as the ARN.
+* ``AWS::Cognito::UserPool`` -> ``CreateUserPool`` (password policy, username attributes,
+  admin-only sign-up, ...), ``UserPoolClient`` -> ``CreateUserPoolClient``,
+  ``UserPoolGroup`` -> ``CreateGroup``. moto's ids are random: they are recorded on the stack
+  (``Ref``/``GetAtt`` then give them), and a pool or client of the same name is reused.
 * ``AWS::SSM::Parameter`` -> ``PutParameter`` (``Overwrite``: a parameter follows its
   template value, e.g. ``PublicUrl`` = the runtime's URL on whatever port it got) with its
   ``Name`` (else the logical id), ``Type``, ``Value``, ``Description``, ``AllowedPattern``,
@@ -50,7 +54,16 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.exceptions import ClientError
 
-from .template import CONFIGURATION_SET_TYPE, IDENTITY_TYPE, PARAMETER_TYPE, SECRET_TYPE, TABLE_TYPES
+from .template import (
+    CONFIGURATION_SET_TYPE,
+    IDENTITY_TYPE,
+    PARAMETER_TYPE,
+    SECRET_TYPE,
+    TABLE_TYPES,
+    USER_POOL_CLIENT_TYPE,
+    USER_POOL_GROUP_TYPE,
+    USER_POOL_TYPE,
+)
 
 if TYPE_CHECKING:
     from .template import Stack
@@ -78,6 +91,8 @@ class Provisioned:
     configuration_sets: list[str] = field(default_factory=list)
     secrets: dict[str, str] = field(default_factory=dict)
     parameters: dict[str, str] = field(default_factory=dict)  # logical id -> parameter name
+    user_pools: dict[str, str] = field(default_factory=dict)  # logical id -> pool id
+    user_pool_clients: dict[str, str] = field(default_factory=dict)  # logical id -> client id
 
 
 def provision(
@@ -138,7 +153,86 @@ def provision(
         request = parameter_request(stack, logical_id)
         client("ssm").put_parameter(**request, Overwrite=True)
         result.parameters[logical_id] = str(request["Name"])
+    for logical_id in stack.of_type(USER_POOL_TYPE):
+        pool_id = _create_user_pool(stack, logical_id, client("cognito-idp"))
+        stack.record_physical_id(logical_id, pool_id)
+        result.user_pools[logical_id] = pool_id
+    for logical_id in stack.of_type(USER_POOL_CLIENT_TYPE):
+        client_id = _create_user_pool_client(stack, logical_id, client("cognito-idp"))
+        stack.record_physical_id(logical_id, client_id)
+        result.user_pool_clients[logical_id] = client_id
+    for logical_id in stack.of_type(USER_POOL_GROUP_TYPE):
+        properties = stack.resolve(stack.resources[logical_id].get("Properties") or {})
+        group = str(properties.get("GroupName") or logical_id)
+        _unless_exists(
+            client("cognito-idp").create_group,
+            "GroupExistsException",
+            UserPoolId=str(properties["UserPoolId"]),
+            GroupName=group,
+            **({"Description": str(properties["Description"])} if properties.get("Description") else {}),
+        )
     return result
+
+
+# The user pool properties moto's CreateUserPool takes as they are (the rest -- tiers,
+# deletion protection, add-ons -- change nothing locally).
+_USER_POOL_PROPERTIES = (
+    "Policies",
+    "AutoVerifiedAttributes",
+    "UsernameAttributes",
+    "AliasAttributes",
+    "MfaConfiguration",
+    "AdminCreateUserConfig",
+    "AccountRecoverySetting",
+    "Schema",
+    "UsernameConfiguration",
+)
+_USER_POOL_CLIENT_PROPERTIES = (
+    "ExplicitAuthFlows",
+    "GenerateSecret",
+    "PreventUserExistenceErrors",
+    "EnableTokenRevocation",
+    "IdTokenValidity",
+    "AccessTokenValidity",
+    "RefreshTokenValidity",
+    "TokenValidityUnits",
+    "ReadAttributes",
+    "WriteAttributes",
+)
+
+
+def _create_user_pool(stack: Stack, logical_id: str, cognito: Any) -> str:
+    """``AWS::Cognito::UserPool`` -> ``CreateUserPool``; an existing pool of the same name is
+    kept (moto's pool ids are random: the name is how a second provisioning finds it)."""
+    properties: dict[str, Any] = stack.resolve(stack.resources[logical_id].get("Properties") or {})
+    name = str(properties.get("UserPoolName") or logical_id)
+    for pool in cognito.list_user_pools(MaxResults=60).get("UserPools", []):
+        if pool["Name"] == name:
+            return str(pool["Id"])
+    request = {key: properties[key] for key in _USER_POOL_PROPERTIES if key in properties}
+    return str(cognito.create_user_pool(PoolName=name, **request)["UserPool"]["Id"])
+
+
+def _create_user_pool_client(stack: Stack, logical_id: str, cognito: Any) -> str:
+    """``AWS::Cognito::UserPoolClient`` -> ``CreateUserPoolClient`` (the existing one of
+    the same name in that pool is kept)."""
+    properties: dict[str, Any] = stack.resolve(stack.resources[logical_id].get("Properties") or {})
+    pool_id = str(properties["UserPoolId"])
+    name = str(properties.get("ClientName") or logical_id)
+    for existing in cognito.list_user_pool_clients(UserPoolId=pool_id, MaxResults=60).get("UserPoolClients", []):
+        if existing["ClientName"] == name:
+            return str(existing["ClientId"])
+    request = {key: properties[key] for key in _USER_POOL_CLIENT_PROPERTIES if key in properties}
+    if "GenerateSecret" in request:
+        request["GenerateSecret"] = _bool(request["GenerateSecret"])
+    if "EnableTokenRevocation" in request:
+        request["EnableTokenRevocation"] = _bool(request["EnableTokenRevocation"])
+    for key in ("IdTokenValidity", "AccessTokenValidity", "RefreshTokenValidity"):
+        if key in request:
+            request[key] = int(request[key])
+    return str(
+        cognito.create_user_pool_client(UserPoolId=pool_id, ClientName=name, **request)["UserPoolClient"]["ClientId"]
+    )
 
 
 def _unless_exists(create: Any, *exists: str, **arguments: Any) -> None:

@@ -25,6 +25,7 @@ moto's state is process-global, so one runtime runs per process at a time.
 from __future__ import annotations
 
 import functools
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -34,7 +35,9 @@ from types import TracebackType
 from typing import Any, TextIO
 
 from . import aws, moto_ext
+from .admins import DEFAULT_ADMIN_EMAIL, LocalAdmin, create_local_admin, random_password
 from .api import Router
+from .auth import CognitoAuthorizers
 from .console import Console
 from .outbox import Outbox
 from .parameters import TemplateError
@@ -71,6 +74,8 @@ class Runtime:
         init_timeout: float = 60.0,
         ses_max_send_rate: float | None = None,
         ses_events: str | None = None,
+        admin_email: str | None = None,
+        admin_password: str | None = None,
     ) -> None:
         """Load and validate the template; :meth:`start` runs it.
 
@@ -82,6 +87,9 @@ class Runtime:
         ``web_dir`` is the single-page app served at ``/`` with the API under ``/api`` (as
         CloudFront serves them in AWS): True (default) = ``web/`` next to the template if it
         has an ``index.html``; a path; or False/None = no web app, the API at the root.
+        ``admin_email``/``admin_password``: the local first admin of the stack's user pool
+        (default ``$MAILROOM_LOCAL_ADMIN_EMAIL`` else admin@example.com, and
+        ``$MAILROOM_LOCAL_ADMIN_PASSWORD`` else a random one; see :mod:`.admins`).
         """
         self.template_path = Path(template_path)
         self.host = host
@@ -109,6 +117,10 @@ class Runtime:
         self._holds_lock = False
         self._stopped = False
         self._previous_ses_max_send_rate: float | None = None  # restored by stop()
+        self.admin_email = admin_email or os.environ.get("MAILROOM_LOCAL_ADMIN_EMAIL") or DEFAULT_ADMIN_EMAIL
+        self.admin_password = admin_password or os.environ.get("MAILROOM_LOCAL_ADMIN_PASSWORD") or random_password()
+        self.admin: LocalAdmin | None = None
+        self.authorizers: CognitoAuthorizers | None = None
 
     # ------------------------------------------------------------- properties
     @property
@@ -142,6 +154,16 @@ class Runtime:
     def client(self, service: str) -> Any:
         """A boto3 client for the local AWS (fake credentials)."""
         return aws.client(service, self.endpoint_url, self.stack.region)
+
+    def admin_token(self) -> str:
+        """A valid Cognito ID token of the local first admin (for ``Authorization``)."""
+        if self.admin is None:
+            raise RuntimeError("the stack has no user pool with an app client (or the runtime is not started)")
+        return self.admin.token()
+
+    def admin_headers(self) -> dict[str, str]:
+        """``{"Authorization": <the local admin's ID token>}``."""
+        return {"Authorization": self.admin_token()}
 
     # -------------------------------------------------------------- lifecycle
     def start(self) -> Runtime:
@@ -181,6 +203,7 @@ class Runtime:
             mode=self.ses_events_mode,
         )
         _ = stack.functions  # validated now; read again after provisioning (queue URLs are moto's)
+        self.authorizers = CognitoAuthorizers(stack, lambda: self.endpoint_url)
         self._http.app = HttpApp(
             router=Router(stack.routes),
             invoke=self.invoke,
@@ -193,6 +216,7 @@ class Runtime:
             web_headers=list(stack.response_headers().items()),
             account_id=stack.account_id,
             console=self.console,
+            authorize=self.authorizers.claims,
         )
 
         self._previous_ses_max_send_rate = moto_ext.reported_max_send_rate()
@@ -203,6 +227,9 @@ class Runtime:
             f"AWS (moto {_moto_version()}) on {endpoint}, account {stack.account_id}, region {stack.region}"
         )
         self.provisioned = stack.provision(client_for=self.client)
+        self.admin = create_local_admin(
+            stack, self.provisioned, lambda: self.client("cognito-idp"), self.admin_email, self.admin_password
+        )
         self.outbox.install()
         self._sqs = self.client("sqs")
 
@@ -384,6 +411,10 @@ class Runtime:
         console.plain(f"  Mailroom is running at {self.url}/   (stack {stack.stack_name}, Ctrl-C stops)")
         if self.web_dir is not None:
             console.plain(f"  Web app: {self.url}/ (sign-up), {self.url}/admin (admin console), from {self.web_dir}")
+        if self.admin is not None:
+            console.plain(
+                f"  Admin sign-in: {self.admin.email} / {self.admin.password}  (local only; docs/security.md)"
+            )
         console.plain()
         console.plain("  API routes (API Gateway REST, stage ignored in the URL):")
         for route in stack.routes:

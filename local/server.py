@@ -48,6 +48,7 @@ from .console import Console
 from .outbox import Outbox
 from .sandbox import Invocation
 from .scheduler import Scheduler
+from .template import RouteSpec
 from .web import content_type, published
 
 __all__ = [
@@ -98,6 +99,8 @@ class HttpApp:
     account_id: str
     console: Console
     ses_events: Callable[[], dict[str, Any]] | None = None
+    # the routes' authorizers (API Gateway's Cognito authorizer): claims, or None = 401
+    authorize: Callable[[RouteSpec, list[tuple[str, str]]], dict[str, str] | None] | None = None
 
     def handle(self, request: Request) -> ApiResponse:
         if request.path == "/_local" or request.path.startswith("/_local/"):
@@ -118,6 +121,11 @@ class HttpApp:
         if found is not None:
             route, parameters = found
             request_id = str(uuid.uuid4())
+            claims = None
+            if route.spec.authorizer is not None:
+                claims = self.authorize(route.spec, request.headers) if self.authorize is not None else None
+                if claims is None:  # API Gateway answers for the authorizer; no function runs
+                    return error_response(401, "Unauthorized", request_id)
             event = build_event(
                 route,
                 parameters,
@@ -131,6 +139,7 @@ class HttpApp:
                 port=request.port,
                 account_id=self.account_id,
                 request_id=request_id,
+                claims=claims,
             )
             invocation = self.invoke(route.spec.function, event)
             if not invocation.ok:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_ACCOUNT_ID",
     "DEFAULT_STACK_NAME",
+    "AuthorizerSpec",
     "EventRuleSpec",
     "FunctionSpec",
     "QueueSpec",
@@ -60,6 +61,9 @@ PARAMETER_TYPE = "AWS::SSM::Parameter"
 BUCKET_TYPE = "AWS::S3::Bucket"
 DISTRIBUTION_TYPE = "AWS::CloudFront::Distribution"
 RESPONSE_HEADERS_POLICY_TYPE = "AWS::CloudFront::ResponseHeadersPolicy"
+USER_POOL_TYPE = "AWS::Cognito::UserPool"
+USER_POOL_CLIENT_TYPE = "AWS::Cognito::UserPoolClient"
+USER_POOL_GROUP_TYPE = "AWS::Cognito::UserPoolGroup"
 SCHEDULE_EVENT_TYPES = ("ScheduleV2", "Schedule")
 EVENT_RULE_TYPES = ("EventBridgeRule", "CloudWatchEvent")  # SAM's two names of an EventBridge rule
 
@@ -119,6 +123,18 @@ class RouteSpec:
     path: str
     method: str
     stage: str
+    api: str | None = None  # the AWS::Serverless::Api's logical id (None: SAM's implicit API)
+    authorizer: str | None = None  # the name of the API's authorizer guarding it, None = open
+
+
+@dataclass(frozen=True)
+class AuthorizerSpec:
+    """A ``COGNITO_USER_POOLS`` authorizer of an ``AWS::Serverless::Api`` (its ``Auth``)."""
+
+    name: str
+    user_pool_arns: tuple[str, ...]
+    header: str  # the identity source: the header that carries the token
+    validation_expression: str | None = None
 
 
 @dataclass(frozen=True)
@@ -185,6 +201,7 @@ class Stack:
         self._conditions: dict[str, bool] = {}
         self._evaluating: set[str] = set()
         self._queue_urls: dict[str, str] = {}
+        self._physical_ids: dict[str, str] = {}
         self._resolver = Resolver(self)
 
     @classmethod
@@ -253,9 +270,10 @@ class Stack:
             return self.queue_url(name)
         if kind in ("AWS::Serverless::LayerVersion", "AWS::Lambda::LayerVersion"):
             return f"arn:aws:lambda:{self.region}:{self.account_id}:layer:{name}:1"
-        if kind == IDENTITY_TYPE:
-            return str(self.resolve(self._properties(name).get("EmailIdentity", name)))
-        return self.physical_name(name)
+        named_by = {IDENTITY_TYPE: "EmailIdentity", USER_POOL_GROUP_TYPE: "GroupName"}.get(kind)
+        if named_by:
+            return str(self.resolve(self._properties(name).get(named_by, name)))
+        return self._physical_ids.get(name) or self.physical_name(name)
 
     def get_att(self, resource: str, attribute: str) -> Any:
         """``Fn::GetAtt`` for the attributes local code can meaningfully use."""
@@ -299,9 +317,29 @@ class Stack:
             values = {"FunctionARN": f"arn:aws:cloudfront::{self.account_id}:function/{name}", "Stage": "LIVE"}
         elif kind in ("AWS::CloudFront::OriginAccessControl", RESPONSE_HEADERS_POLICY_TYPE):
             values = {"Id": name}
+        else:
+            values = self._identity_attributes(resource, kind, name)
         if attribute not in values:
             raise IntrinsicError(f"Fn::GetAtt {resource}.{attribute} ({kind}) is not supported locally")
         return values[attribute]
+
+    def _identity_attributes(self, resource: str, kind: str, name: str) -> dict[str, Any]:
+        """``Fn::GetAtt`` of user pools, their clients and KMS keys."""
+        arn_prefix = f"arn:aws:{{}}:{self.region}:{self.account_id}"
+        if kind == USER_POOL_TYPE:
+            # the pool moto created (its id is random, recorded by provision), else AWS-shaped
+            pool_id = self.ref(resource)
+            return {
+                "Arn": f"{arn_prefix.format('cognito-idp')}:userpool/{pool_id}",
+                "ProviderName": f"cognito-idp.{self.region}.amazonaws.com/{pool_id}",
+                "ProviderURL": f"https://cognito-idp.{self.region}.amazonaws.com/{pool_id}",
+                "UserPoolId": pool_id,
+            }
+        if kind == USER_POOL_CLIENT_TYPE:
+            return {"ClientId": self.ref(resource), "Name": name}
+        if kind == "AWS::KMS::Key":
+            return {"Arn": f"{arn_prefix.format('kms')}:key/{name}", "KeyId": name}
+        return {}
 
     def condition(self, name: str) -> bool:
         """Evaluate a named condition once (cycles are template errors)."""
@@ -385,6 +423,11 @@ class Stack:
             return self._queue_urls[logical_id]
         name = self.physical_name(logical_id)
         return f"https://sqs.{self.region}.amazonaws.com/{self.account_id}/{name}"
+
+    def record_physical_id(self, logical_id: str, physical_id: str) -> None:
+        """Remember the id the endpoint gave a created resource (a user pool's, an app
+        client's): ``Ref`` then resolves to it."""
+        self._physical_ids[logical_id] = physical_id
 
     def record_queue_url(self, logical_id: str, url: str) -> None:
         """Remember the URL the endpoint returned for a created queue."""
@@ -498,9 +541,46 @@ class Stack:
                         path=str(properties["Path"]),
                         method=str(properties["Method"]).lower(),
                         stage=self._api_stage(rest_api_id),
+                        api=rest_api_id if isinstance(rest_api_id, str) else None,
+                        authorizer=self._route_authorizer(rest_api_id, properties.get("Auth") or {}, name),
                     )
                 )
         return routes
+
+    def _api_auth(self, rest_api_id: Any) -> dict[str, Any]:
+        if isinstance(rest_api_id, str) and rest_api_id in self.resources:
+            return dict(self._properties(rest_api_id).get("Auth") or {})
+        return {}
+
+    def _route_authorizer(self, rest_api_id: Any, event_auth: dict[str, Any], event: str) -> str | None:
+        """SAM's rule: the event's ``Auth.Authorizer`` (``NONE`` opens the route), else the
+        API's ``DefaultAuthorizer``. An authorizer the local API cannot enforce is a template
+        error here: a route is never served open because its guard is unknown."""
+        api_auth = self._api_auth(rest_api_id)
+        name = event_auth.get("Authorizer", api_auth.get("DefaultAuthorizer"))
+        if name is None or name == "NONE":
+            return None
+        if name == "AWS_IAM":
+            raise TemplateError(f"event {event}: AWS_IAM authorization is not supported locally")
+        authorizers = api_auth.get("Authorizers") or {}
+        if name not in authorizers:
+            raise TemplateError(f"event {event}: the API has no authorizer {name}")
+        if "UserPoolArn" not in (authorizers[name] or {}):
+            raise TemplateError(f"authorizer {name}: only Cognito user pool authorizers are supported locally")
+        return str(name)
+
+    def authorizer(self, api: str, name: str) -> AuthorizerSpec:
+        """An API's Cognito authorizer, resolved now (after provisioning: the pools' ids)."""
+        raw = (self._api_auth(api).get("Authorizers") or {})[name]
+        resolved = self.resolve(raw)
+        arns = resolved["UserPoolArn"]
+        identity = resolved.get("Identity") or {}
+        return AuthorizerSpec(
+            name=name,
+            user_pool_arns=tuple(str(arn) for arn in (arns if isinstance(arns, list) else [arns])),
+            header=str(identity.get("Header", "Authorization")),
+            validation_expression=identity.get("ValidationExpression"),
+        )
 
     @property
     def sqs_sources(self) -> list[SqsSourceSpec]:

@@ -1,5 +1,7 @@
 """Admin API: campaigns under /admin/campaigns, subscribers under /admin/subscribers, dead
-letters under /admin/dead-letters (authentication arrives with the security work).
+letters under /admin/dead-letters. Only admins: API Gateway's Cognito authorizer verifies
+the ID token, and every route first checks that its user is in the admins group
+(mailroom.authz: 401 without a verified identity, 403 outside the group).
 
 Thin handler: parse and validate (mailroom.api, mailroom.models), call the logic
 (mailroom.logic.campaigns), answer JSON. Unknown ids are 404, a request that does not fit
@@ -16,6 +18,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -29,6 +32,7 @@ from mailroom.adapters.secrets import LinkKeys
 from mailroom.adapters.ses import Mailer
 from mailroom.adapters.sqs import TaskQueue
 from mailroom.api import ApiError, header, install_error_handlers, parse_json_body, query_int, respond
+from mailroom.authz import admin_of
 from mailroom.config import AdminSettings
 from mailroom.content import ContentError
 from mailroom.errors import Conflict, NotFound, PermanentSendError, RetryableSendError, SendError
@@ -90,6 +94,15 @@ MAX_QUERY_LENGTH = 254
 EXPORT_ROWS = 5_000
 
 app = APIGatewayRestResolver()
+
+
+def admins_only(resolver: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[Any]:
+    """Every route: the caller must be a signed-in admin (before any input is read)."""
+    admin_of(resolver.current_event.raw_event, settings.admin_group)
+    return next_middleware(resolver)
+
+
+app.use(middlewares=[admins_only])
 
 
 def _body(model: type[Any]) -> Any:

@@ -100,6 +100,8 @@ class FanoutSettingsEnv(_CampaignSettings):
 
 class AdminSettings(_StartingSettings, _SenderSettings):
     subscribers_table: str = Field(alias="SUBSCRIBERS_TABLE")
+    # the Cognito group whose members may use the admin routes (mailroom.authz)
+    admin_group: str = Field(default="admins", min_length=1, alias="ADMIN_GROUP")
     # dead-letter queues and the queues their messages are redriven to
     welcome_queue_url: str = Field(alias="WELCOME_QUEUE_URL")
     welcome_dead_letter_queue_url: str = Field(alias="WELCOME_DLQ_URL")
@@ -112,3 +114,8 @@ class SesEventsSettings(_Settings):
     subscribers_table: str = Field(alias="SUBSCRIBERS_TABLE")
     results_table: str = Field(alias="RESULTS_TABLE")
     campaigns_table: str = Field(alias="CAMPAIGNS_TABLE")
+
+
+class AuthSettings(_Settings):
+    # the admins' user pool's app client the console signs in with (USER_PASSWORD_AUTH)
+    user_pool_client_id: str = Field(min_length=1, alias="USER_POOL_CLIENT_ID")
