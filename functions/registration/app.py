@@ -1,7 +1,9 @@
 """Public API: the subscriber lifecycle.
 
 - ``POST /subscriptions``: register (double opt-in). 202 with the same answer whatever the
-  address's state, so the API never reveals who is subscribed.
+  address's state, so the API never reveals who is subscribed. Rate limited per source IP
+  and per address (429 with Retry-After); a filled honeypot field gets the same 202 and
+  nothing is done (docs/abuse.md).
 - ``GET /subscriptions/confirm?token=``: confirm; a page, or JSON for ``Accept: application/json``.
 - ``GET /unsubscribe?token=``: a page with one button (GET never unsubscribes: mail scanners
   follow links); ``POST /unsubscribe?token=`` (RFC 8058 one-click: body
@@ -15,13 +17,16 @@ lifecycle in mailroom.logic.registration, links in mailroom.links.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mailroom.adapters.dynamodb import SubscriberRepository
+from mailroom.adapters.ratelimit import FixedWindowCounter, RateLimited, RateLimitUnavailable, SignupLimits
 from mailroom.adapters.secrets import LinkKeys
 from mailroom.adapters.sqs import TaskQueue
 from mailroom.api import install_error_handlers, parse_json_body, raw_body, respond, wants_json
@@ -40,6 +45,11 @@ lifecycle = Lifecycle(
     confirmation_days=settings.confirmation_days,
 )
 link_keys = LinkKeys(settings.token_secret_arn)
+signup_limits = SignupLimits(
+    counter=FixedWindowCounter(settings.rate_limits_table),
+    per_address=settings.signups_per_address_per_hour,
+    per_source_ip=settings.signups_per_source_ip_per_hour,
+)
 MAX_FORM_BYTES = 4096
 
 app = APIGatewayRestResolver()
@@ -50,10 +60,29 @@ ACCEPTED = {
 }
 
 
+def _source_ip(event: Mapping[str, Any]) -> str | None:
+    """The client's IP as API Gateway saw it (requestContext.identity.sourceIp), never a
+    header the client wrote (X-Forwarded-For)."""
+    identity = (event.get("requestContext") or {}).get("identity") or {}
+    source_ip = identity.get("sourceIp")
+    return source_ip if isinstance(source_ip, str) else None
+
+
 @app.post("/subscriptions")
 def subscribe() -> Response[Any]:
-    request = parse_json_body(app.current_event.raw_event, Registration)
-    result = lifecycle.register(request, correlation_id=logger.get_correlation_id())
+    event = app.current_event.raw_event
+    request = parse_json_body(event, Registration)
+    if request.website and request.website.strip():
+        # A bot filled the field people never see: the same answer, and nothing done.
+        metrics.add_metric(name="HoneypotHits", unit=MetricUnit.Count, value=1)
+        logger.info("honeypot filled: nothing done")
+        return respond(202, ACCEPTED)
+    charge = signup_limits.charge(_source_ip(event), request.email)
+    try:
+        result = lifecycle.register(request, correlation_id=logger.get_correlation_id())
+    except Exception:
+        signup_limits.refund(charge)  # answered 503: the client's retry must not cost twice
+        raise
     metrics.add_metric(name="Registrations", unit=MetricUnit.Count, value=1)
     if result is Registered.NEW:
         metrics.add_metric(name="NewSubscribers", unit=MetricUnit.Count, value=1)
@@ -121,6 +150,45 @@ def unsubscribe() -> Response[Any]:
     if changed:
         metrics.add_metric(name="Unsubscribes", unit=MetricUnit.Count, value=1)
     return _answer(200, "unsubscribed", "Unsubscribed", "You are unsubscribed and will receive no more newsletters.")
+
+
+def _retry_later(status: int, code: str, message: str, retry_after: int) -> Response[Any]:
+    answer = respond(status, {"error": {"code": code, "message": message}})
+    answer.headers["Retry-After"] = str(retry_after)
+    return answer
+
+
+@app.exception_handler(RateLimited)  # type: ignore[untyped-decorator]
+def rate_limited(error: RateLimited) -> Response[Any]:
+    # The same answer for both budgets (and both end with the hour), and for every
+    # address's state: it tells nobody whether an address is subscribed.
+    metrics.add_metric(name="RejectedRequests", unit=MetricUnit.Count, value=1)
+    with single_metric(
+        name="RateLimited",
+        unit=MetricUnit.Count,
+        value=1,
+        namespace=metrics.namespace,
+        default_dimensions={**metrics.default_dimensions, "service": metrics.service or "registration"},
+    ) as metric:
+        metric.add_dimension(name="kind", value=error.kind.value)
+    logger.info("sign-up rate limited", extra={"kind": error.kind.value, "retry_after": error.retry_after})
+    minutes = max(1, round(error.retry_after / 60))
+    return _retry_later(
+        429,
+        "rate_limited",
+        f"Too many sign-ups. Please try again in {minutes} minute{'s' if minutes != 1 else ''}.",
+        error.retry_after,
+    )
+
+
+@app.exception_handler(RateLimitUnavailable)  # type: ignore[untyped-decorator]
+def rate_limits_unavailable(error: RateLimitUnavailable) -> Response[Any]:
+    # Fail closed, and say so: the table is throttled when a flood is on (docs/abuse.md).
+    logger.warning("rate limits table unavailable: sign-up refused", extra={"reason": error.reason})
+    metrics.add_metric(name="RateLimitErrors", unit=MetricUnit.Count, value=1)
+    return _retry_later(
+        503, "unavailable", "Temporarily unavailable; please try again in a few seconds.", error.retry_after
+    )
 
 
 @app.exception_handler(InvalidLink)  # type: ignore[untyped-decorator]

@@ -34,6 +34,10 @@ class RegistrationSettings(_LinkSettings):
     subscribers_table: str = Field(alias="SUBSCRIBERS_TABLE")
     welcome_queue_url: str = Field(alias="WELCOME_QUEUE_URL")
     sender_name: str = Field(default="Mailroom", alias="SENDER_NAME")  # shown on the link pages
+    # sign-up rate limits (docs/abuse.md): fixed-window counters in this table, per hour
+    rate_limits_table: str = Field(alias="RATE_LIMITS_TABLE")
+    signups_per_address_per_hour: int = Field(default=3, ge=1, alias="SIGNUPS_PER_ADDRESS_PER_HOUR")
+    signups_per_source_ip_per_hour: int = Field(default=20, ge=1, alias="SIGNUPS_PER_SOURCE_IP_PER_HOUR")
 
 
 class _SenderSettings(_LinkSettings):

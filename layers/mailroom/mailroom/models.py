@@ -71,6 +71,8 @@ class Registration(Strict):
     email: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3)]
     name: Name | None = None
     consent: Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_CONSENT_LENGTH)] | None = None
+    # The honeypot (docs/abuse.md): a field of the sign-up form that people never see or fill.
+    website: str | None = None
 
     @field_validator("email")
     @classmethod
