@@ -154,9 +154,12 @@ class Fanout:
         return Counter({key: n for key, n in self.counts.items() if key[1] in MAPPING_ACTIONS})
 
 
-def _http(method: str, url: str, body: dict[str, Any] | None = None, timeout: float = 60.0) -> tuple[int, Any]:
+def _http(
+    method: str, url: str, body: dict[str, Any] | None = None, timeout: float = 60.0, token: str = ""
+) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"} | ({"Authorization": token} if token else {})
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with _OPENER.open(request, timeout=timeout) as answer:
             return answer.status, json.loads(answer.read() or b"null")
@@ -225,13 +228,18 @@ def measure_fanout(template: Path, subscribers: int, timeout: float, poll_interv
 
             counter.reset()
             status, created = _http(
-                "POST", f"{runtime.api_url}/admin/campaigns", {"subject": SUBJECT, "content": CONTENT}
+                "POST",
+                f"{runtime.api_url}/admin/campaigns",
+                {"subject": SUBJECT, "content": CONTENT},
+                token=runtime.admin_token(),
             )
             if status != 201:
                 raise RuntimeError(f"POST /admin/campaigns answered {status}: {created}\n{_tail(log)}")
             campaign_id = created["id"]
             started = time.perf_counter()
-            status, sent = _http("POST", f"{runtime.api_url}/admin/campaigns/{campaign_id}/send")
+            status, sent = _http(
+                "POST", f"{runtime.api_url}/admin/campaigns/{campaign_id}/send", token=runtime.admin_token()
+            )
             if status != 202:
                 raise RuntimeError(f"POST /admin/campaigns/{campaign_id}/send answered {status}: {sent}\n{_tail(log)}")
             # Polled with the repository itself (its requests carry the benchmark's mark)
@@ -248,7 +256,7 @@ def measure_fanout(template: Path, subscribers: int, timeout: float, poll_interv
             counts, server_seconds = counter.snapshot()
 
             # What the admin API shows (after the count)
-            status, view = _http("GET", f"{runtime.api_url}/admin/campaigns/{campaign_id}")
+            status, view = _http("GET", f"{runtime.api_url}/admin/campaigns/{campaign_id}", token=runtime.admin_token())
             if status != 200:
                 raise RuntimeError(f"GET /admin/campaigns/{campaign_id} answered {status}: {view}\n{_tail(log)}")
             recipients = int(view["counters"]["recipients"])

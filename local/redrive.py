@@ -4,9 +4,13 @@ It talks to the admin API, so the same command serves the local runtime and a de
 stack::
 
     make redrive                                   # the local runtime on http://127.0.0.1:3000
-    make redrive URL=https://abc.execute-api.eu-west-1.amazonaws.com/dev
+    make redrive URL=https://d111111abcdef8.cloudfront.net/api
     python -m mailroom_local.redrive --list        # only show what is there
     python -m mailroom_local.redrive --queue newsletter --limit 100
+
+The admin routes need an admin: ``--email``/``--password`` (or ``$MAILROOM_ADMIN_EMAIL``/
+``$MAILROOM_ADMIN_PASSWORD``; ``make run`` prints the local admin's) sign in through
+``POST /auth/sign-in``, or ``--token`` (``$MAILROOM_ADMIN_TOKEN``) is an ID token already.
 
 Redrive after the cause is fixed (the reasons say what it was): a redriven task gets its
 full budget of retries again and mails nobody twice. Exit status: 0 when done, 1 when the
@@ -33,7 +37,7 @@ def _call(base: str, method: str, path: str, body: Any = None, token: str | None
     if data is not None:
         request.add_header("Content-Type", "application/json")
     if token:
-        request.add_header("Authorization", f"Bearer {token}")
+        request.add_header("Authorization", token)
     with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - the URL is the operator's
         return json.loads(response.read() or b"null")
 
@@ -58,11 +62,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=1000, help="move at most this many (default 1000)")
     parser.add_argument("--list", action="store_true", help="only show the dead letters, move nothing")
     parser.add_argument(
-        "--token", default=os.environ.get("MAILROOM_ADMIN_TOKEN"), help="admin bearer token (or $MAILROOM_ADMIN_TOKEN)"
+        "--token", default=os.environ.get("MAILROOM_ADMIN_TOKEN"), help="an admin's ID token (or $MAILROOM_ADMIN_TOKEN)"
     )
+    parser.add_argument("--email", default=os.environ.get("MAILROOM_ADMIN_EMAIL"), help="admin to sign in as")
+    parser.add_argument("--password", default=os.environ.get("MAILROOM_ADMIN_PASSWORD"), help="the admin's password")
     args = parser.parse_args(argv)
     query = f"?queue={args.queue}" if args.queue else ""
     try:
+        if not args.token and args.email and args.password:
+            signed_in = _call(args.url, "POST", "/auth/sign-in", {"email": args.email, "password": args.password})
+            if "id_token" not in signed_in:
+                print("redrive: sign in once in the console to set a password first", file=sys.stderr)
+                return 1
+            args.token = signed_in["id_token"]
         _show(_call(args.url, "GET", f"/admin/dead-letters{query}", token=args.token))
         if args.list:
             return 0

@@ -102,6 +102,7 @@ FUNCTION_DIRS = {
     "NewsletterWorkerFunction": "newsletter_worker",
     "FanoutFunction": "fanout",
     "AdminFunction": "admin",
+    "AuthFunction": "auth",
     "SesEventsFunction": "ses_events",
 }
 

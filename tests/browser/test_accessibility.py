@@ -11,7 +11,7 @@ from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Page, expect
 
 from mailroom_local import Runtime
-from tests.browser.test_admin_console import TOKEN, import_subscribers
+from tests.browser.test_admin_console import import_subscribers
 from tests.integration.conftest import admin, http
 
 pytestmark = pytest.mark.integration
@@ -41,7 +41,7 @@ def campaign_id(runtime: Runtime) -> str:
 
 def _views(runtime: Runtime, campaign_id: str) -> list[tuple[str, str, Callable[[Page], None] | None]]:
     def signed_in(page: Page) -> None:
-        page.evaluate(f"sessionStorage.setItem('mailroom.admin.token', '{TOKEN}')")
+        page.evaluate("token => sessionStorage.setItem('mailroom.admin.token', token)", runtime.admin_token())
 
     def with_errors(page: Page) -> None:
         page.get_by_role("button", name="Subscribe").click()

@@ -14,12 +14,11 @@ from playwright.sync_api import Page, expect
 
 from mailroom_local import Runtime
 from tests.browser.conftest import docs_screenshot
-from tests.integration.conftest import http, mails_to, queues_idle, wait_for
+from tests.integration.conftest import admin_http, http, mails_to, queues_idle, wait_for
 from tests.support import TEMPLATE
 
 pytestmark = pytest.mark.integration
 
-TOKEN = "local-admin-token"  # the API accepts any bearer token until the Cognito authorizer (issue #7)
 SES_RATE = 10.0  # mails/s that SES reports here: a campaign of 60 takes about 6 s, so its progress shows
 
 
@@ -36,25 +35,32 @@ def runtime() -> Iterator[Runtime]:
 def sign_in(runtime: Runtime, page: Page, path: str = "/admin") -> None:
     page.goto(f"{runtime.url}{path}")
     expect(page.get_by_role("heading", level=1)).to_have_text("Sign in to the admin console")
-    page.get_by_label("Admin token").fill(TOKEN)
+    fill_credentials(runtime, page)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(f"{runtime.url}{path}")
 
 
+def fill_credentials(runtime: Runtime, page: Page, password: str | None = None) -> None:
+    """The local first admin's email and password (the runtime created it in the user pool)."""
+    assert runtime.admin is not None
+    page.get_by_label("Email").fill(runtime.admin.email)
+    page.get_by_label("Password").fill(password or runtime.admin.password)
+
+
 def import_subscribers(runtime: Runtime, people: list[tuple[str, str]]) -> None:
     csv = "email,name\r\n" + "".join(f"{email},{name}\r\n" for email, name in people)
-    answer = http(
-        "POST", f"{runtime.api_url}/admin/subscribers/import?confirmed=true", csv, {"Content-Type": "text/csv"}
+    answer = admin_http(
+        runtime, "POST", f"{runtime.api_url}/admin/subscribers/import?confirmed=true", csv, {"Content-Type": "text/csv"}
     )
     assert answer.status == 200 and answer.json()["imported"] == len(people), answer.text
 
 
-def test_the_console_asks_for_a_token_and_returns_to_the_page_asked_for(runtime: Runtime, page: Page) -> None:
+def test_the_console_asks_for_a_sign_in_and_returns_to_the_page_asked_for(runtime: Runtime, page: Page) -> None:
     page.goto(f"{runtime.url}/admin/dead-letters")
     assert page.url.startswith(f"{runtime.url}/admin/sign-in?next=")
     page.get_by_role("button", name="Sign in").click()  # empty
-    expect(page.get_by_label("Admin token")).to_have_attribute("aria-invalid", "true")
-    page.get_by_label("Admin token").fill(TOKEN)
+    expect(page.get_by_label("Email")).to_have_attribute("aria-invalid", "true")
+    fill_credentials(runtime, page)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(f"{runtime.url}/admin/dead-letters")
     expect(page.get_by_role("heading", level=1)).to_have_text("Dead letters")
@@ -70,7 +76,9 @@ def test_compose_with_live_preview_send_now_and_watch_the_progress_reach_100_per
     tag = uuid.uuid4().hex[:6]
     people = [(f"reader{i}.{tag}@example.org", f"Reader {i}") for i in range(60)]
     import_subscribers(runtime, people)
-    subscribed = http("GET", f"{runtime.api_url}/admin/subscribers?status=subscribed&limit=200").json()["items"]
+    subscribed = admin_http(runtime, "GET", f"{runtime.api_url}/admin/subscribers?status=subscribed&limit=200").json()[
+        "items"
+    ]
     sign_in(runtime, page)
 
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Campaigns").click()
@@ -125,7 +133,7 @@ def test_compose_with_live_preview_send_now_and_watch_the_progress_reach_100_per
         (mail,) = mails_to(runtime, email, subject.lower())
         assert mail["subject"] == f"{subject} for {name}"
     campaign_id = page.url.rsplit("/", 1)[-1]
-    campaign = http("GET", f"{runtime.api_url}/admin/campaigns/{campaign_id}").json()
+    campaign = admin_http(runtime, "GET", f"{runtime.api_url}/admin/campaigns/{campaign_id}").json()
     assert campaign["status"] == "sent" and campaign["counters"]["sent"] == len(subscribed)
 
     # the overview's figures include it
@@ -190,15 +198,48 @@ def _refuse_admin_calls(page: Page) -> None:
     )
 
 
-def test_a_refused_token_is_said_at_the_sign_in_form(runtime: Runtime, page: Page) -> None:
-    _refuse_admin_calls(page)
+def test_a_wrong_password_is_said_at_the_sign_in_form(runtime: Runtime, page: Page) -> None:
     page.goto(f"{runtime.url}/admin/subscribers")
-    page.get_by_label("Admin token").fill("a-wrong-token")
+    fill_credentials(runtime, page, password="Not-the-password-1")
     page.get_by_role("button", name="Sign in").click()
-    expect(page.get_by_label("Admin token")).to_have_attribute("aria-invalid", "true")
-    expect(page.locator("main")).to_contain_text("This token was not accepted.")
+    expect(page.get_by_label("Password")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("main")).to_contain_text("Wrong email or password.")
     assert page.url == f"{runtime.url}/admin/sign-in?next=%2Fadmin%2Fsubscribers"  # not nested, not "expired"
     assert page.evaluate("sessionStorage.getItem('mailroom.admin.token')") is None
+
+
+def test_a_first_sign_in_with_the_temporary_password_chooses_a_new_one(runtime: Runtime, page: Page) -> None:
+    """What scripts/create_admin.py sets up: Cognito mails a temporary password; the first
+    sign-in replaces it, then the console is open."""
+    assert runtime.admin is not None
+    cognito = runtime.client("cognito-idp")
+    address = f"new-admin-{uuid.uuid4().hex[:6]}@example.com"
+    cognito.admin_create_user(
+        UserPoolId=runtime.admin.user_pool_id,
+        Username=address,
+        TemporaryPassword="Temporary-Pass-1",
+        MessageAction="SUPPRESS",
+        UserAttributes=[{"Name": "email", "Value": address}, {"Name": "email_verified", "Value": "true"}],
+    )
+    cognito.admin_add_user_to_group(UserPoolId=runtime.admin.user_pool_id, Username=address, GroupName="admins")
+    page.goto(f"{runtime.url}/admin/campaigns")
+    page.get_by_label("Email").fill(address)
+    page.get_by_label("Password").fill("Temporary-Pass-1")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Choose your password")
+    page.get_by_label("New password", exact=True).fill("My-own-password-42")
+    page.get_by_label("Repeat the new password").fill("My-own-password-4")
+    page.get_by_role("button", name="Set password and sign in").click()
+    expect(page.get_by_label("Repeat the new password")).to_have_attribute("aria-invalid", "true")
+    page.get_by_label("Repeat the new password").fill("My-own-password-42")
+    page.get_by_role("button", name="Set password and sign in").click()
+    page.wait_for_url(f"{runtime.url}/admin/campaigns")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Campaigns")
+    # the new password is the one now
+    signed_in = http(
+        "POST", f"{runtime.api_url}/auth/sign-in", {"email": address, "password": "My-own-password-42"}
+    ).json()
+    assert "id_token" in signed_in
 
 
 def test_an_expired_sign_in_returns_to_the_draft_being_written(runtime: Runtime, page: Page) -> None:
@@ -211,7 +252,7 @@ def test_an_expired_sign_in_returns_to_the_draft_being_written(runtime: Runtime,
     page.wait_for_url(re.compile(r"/admin/sign-in\?next=%2Fadmin%2Fcampaigns%2Fnew&expired=1$"))
     expect(page.locator("main")).to_contain_text("Your sign-in has expired")
     page.unroute("**/api/admin/**")
-    page.get_by_label("Admin token").fill(TOKEN)
+    fill_credentials(runtime, page)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(f"{runtime.url}/admin/campaigns/new")
     expect(page.get_by_label("Subject")).to_have_value("Half written")
@@ -220,7 +261,8 @@ def test_an_expired_sign_in_returns_to_the_draft_being_written(runtime: Runtime,
 
 
 def test_send_now_that_fails_leaves_a_scheduled_campaign_scheduled(runtime: Runtime, page: Page) -> None:
-    created = http(
+    created = admin_http(
+        runtime,
         "POST",
         f"{runtime.api_url}/admin/campaigns",
         {"subject": "Later", "content": "Hi {{ name }}", "send_at": "2031-01-01T10:00:00Z"},
@@ -236,7 +278,7 @@ def test_send_now_that_fails_leaves_a_scheduled_campaign_scheduled(runtime: Runt
     page.get_by_role("button", name="Send now").click()
     page.get_by_role("dialog").get_by_role("button", name="Send now").click()
     expect(page.locator("main")).to_contain_text("Busy.")
-    campaign = http("GET", f"{runtime.api_url}/admin/campaigns/{created['id']}").json()
+    campaign = admin_http(runtime, "GET", f"{runtime.api_url}/admin/campaigns/{created['id']}").json()
     assert (campaign["status"], campaign["send_at"]) == ("scheduled", created["send_at"])
     assert campaign["send_at"].startswith("2031-01-01T10:00:00")
 
@@ -249,4 +291,4 @@ def test_a_csv_file_that_is_not_utf8_is_refused_not_garbled(runtime: Runtime, pa
     )
     page.get_by_role("button", name="Import").click()
     expect(page.locator("main")).to_contain_text("not valid UTF-8")
-    assert "jose." not in http("GET", f"{runtime.api_url}/admin/subscribers/export").text
+    assert "jose." not in admin_http(runtime, "GET", f"{runtime.api_url}/admin/subscribers/export").text

@@ -11,7 +11,7 @@ from playwright.sync_api import Page, expect
 
 from mailroom_local import Runtime
 from tests.browser.conftest import docs_screenshot
-from tests.integration.conftest import confirmation_link, http, mails_to, wait_for
+from tests.integration.conftest import admin_http, confirmation_link, mails_to, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -19,7 +19,7 @@ UNSUBSCRIBE_PAGE = re.compile(r"https?://\S+/unsubscribe\?token=[\w.-]+")
 
 
 def _subscriber(runtime: Runtime, address: str) -> dict[str, object]:
-    found = http("GET", f"{runtime.api_url}/admin/subscribers?q={address}").json()["items"]
+    found = admin_http(runtime, "GET", f"{runtime.api_url}/admin/subscribers?q={address}").json()["items"]
     assert len(found) == 1, found
     return dict(found[0])
 

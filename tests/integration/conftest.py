@@ -127,9 +127,25 @@ def subscribe(runtime: Runtime, address: str, name: str | None = None) -> None:
     assert wait_for(lambda: mails_to(runtime, address, "welcome"), timeout=5.0), f"no welcome mail to {address}"
 
 
+def admin_headers(runtime: Runtime) -> dict[str, str]:
+    """``Authorization`` with the local first admin's Cognito ID token (what the console sends)."""
+    return runtime.admin_headers()
+
+
+def admin_http(
+    runtime: Runtime,
+    method: str,
+    url: str,
+    body: bytes | str | dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """:func:`http` as the signed-in admin."""
+    return http(method, url, body, {**admin_headers(runtime), **(headers or {})})
+
+
 def admin(runtime: Runtime, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    """A successful call of the admin API (``path`` below ``/admin``), its JSON."""
-    answer = http(method, f"{runtime.api_url}/admin{path}", body)
+    """A successful call of the admin API (``path`` below ``/admin``) as the admin, its JSON."""
+    answer = admin_http(runtime, method, f"{runtime.api_url}/admin{path}", body)
     assert answer.status < 300, (answer.status, answer.text)
     return answer.json()
 

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from mailroom_local import Runtime
-from tests.integration.conftest import api_link, confirmation_link, http, mails_to, queues_idle, wait_for
+from tests.integration.conftest import admin_http, api_link, confirmation_link, http, mails_to, queues_idle, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -163,7 +163,7 @@ def test_the_web_app_is_served_at_the_root_with_client_side_routes_and_its_secur
     assert headers["x-content-type-options"] == "nosniff" and headers["referrer-policy"] == "no-referrer"
     assert http("GET", f"{runtime.url}/js/missing.js").headers["x-frame-options"] == "DENY"
     # the same origin serves the API under /api
-    assert http("GET", f"{runtime.api_url}/admin/campaigns?limit=1").status == 200
+    assert admin_http(runtime, "GET", f"{runtime.api_url}/admin/campaigns?limit=1").status == 200
 
 
 def test_the_web_app_loads_nothing_from_other_origins() -> None:

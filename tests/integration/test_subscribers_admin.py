@@ -10,7 +10,7 @@ import zlib
 import pytest
 
 from mailroom_local import Runtime
-from tests.integration.conftest import admin, http, mails_to, wait_for
+from tests.integration.conftest import admin, admin_http, mails_to, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,7 @@ def everything_stored(runtime: Runtime) -> str:
 
 def test_an_erased_subscriber_leaves_no_personal_data_in_any_table(runtime: Runtime) -> None:
     people = "email,name\r\nAda.Erased@Example.com,Ada Erasedname\r\nbob@example.com,Bob\r\ncarol@example.com,Carol\r\n"
-    answer = http("POST", f"{runtime.api_url}/admin/subscribers/import?confirmed=true", people, CSV)
+    answer = admin_http(runtime, "POST", f"{runtime.api_url}/admin/subscribers/import?confirmed=true", people, CSV)
     assert answer.status == 200, answer.text
     assert answer.json()["imported"] == 3
     campaign = admin(runtime, "POST", "/campaigns", {"subject": "News for {{ name }}", "content": "Hi {{ name }}"})
@@ -51,12 +51,14 @@ def test_an_erased_subscriber_leaves_no_personal_data_in_any_table(runtime: Runt
     assert "bob@example.com" in stored
     after = admin(runtime, "GET", f"/campaigns/{campaign['id']}")
     assert after["counters"] == before["counters"] and after["status"] == "sent"
-    assert http("GET", f"{runtime.api_url}/admin/subscribers/{ada['id']}").status == 404
-    assert http("DELETE", f"{runtime.api_url}/admin/subscribers/{ada['id']}").status == 404
+    assert admin_http(runtime, "GET", f"{runtime.api_url}/admin/subscribers/{ada['id']}").status == 404
+    assert admin_http(runtime, "DELETE", f"{runtime.api_url}/admin/subscribers/{ada['id']}").status == 404
 
 
 def test_an_import_without_the_flag_creates_pending_subscribers_and_sends_confirmations(runtime: Runtime) -> None:
-    answer = http("POST", f"{runtime.api_url}/admin/subscribers/import", "email\r\nnew.one@example.com\r\n", CSV)
+    answer = admin_http(
+        runtime, "POST", f"{runtime.api_url}/admin/subscribers/import", "email\r\nnew.one@example.com\r\n", CSV
+    )
     assert answer.status == 200 and answer.json()["imported"] == 1, answer.text
     (pending,) = admin(runtime, "GET", "/subscribers?q=new.one")["items"]
     assert pending["status"] == "pending" and pending["source"] == "import" and pending["confirmations"] == 1
@@ -68,8 +70,8 @@ def test_an_import_without_the_flag_creates_pending_subscribers_and_sends_confir
 
 def test_bad_imports_are_4xx_json_errors(runtime: Runtime) -> None:
     url = f"{runtime.api_url}/admin/subscribers/import"
-    assert http("POST", url, {"email": "a@example.com"}).status == 415
-    missing = http("POST", url, "name\r\nAda\r\n", CSV)
+    assert admin_http(runtime, "POST", url, {"email": "a@example.com"}).status == 415
+    missing = admin_http(runtime, "POST", url, "name\r\nAda\r\n", CSV)
     assert missing.status == 400 and missing.json()["error"]["code"] == "missing_column"
-    bad_cursor = http("GET", f"{runtime.api_url}/admin/subscribers?cursor=nope")
+    bad_cursor = admin_http(runtime, "GET", f"{runtime.api_url}/admin/subscribers?cursor=nope")
     assert bad_cursor.status == 400 and bad_cursor.json()["error"]["field"] == "cursor"

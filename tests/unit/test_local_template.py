@@ -394,6 +394,7 @@ def test_the_mailroom_template() -> None:
         "FanoutFunction",
         "NewsletterWorkerFunction",
         "AdminFunction",
+        "AuthFunction",
         "SesEventsFunction",
     }
     welcome = stack.functions["WelcomeWorkerFunction"]

@@ -35,7 +35,7 @@ function errorOf(status, data) {
 /**
  * api("POST", "/subscriptions", {body: {...}}) -> parsed JSON (or text for non-JSON answers).
  * Options: body (JSON-encoded unless raw is given), raw (a string/Blob sent as is, with
- * contentType), auth (send the admin's bearer token), signal (AbortSignal), accept,
+ * contentType), auth (send the admin's ID token), signal (AbortSignal), accept,
  * signOutOn401 (false: a 401 is only this call's error; else the console signs out, see app.js).
  */
 export async function api(method, path, options = {}) {
@@ -50,7 +50,8 @@ export async function api(method, path, options = {}) {
   }
   if (options.auth) {
     const token = getToken();
-    if (token) headers.Authorization = `Bearer ${token}`;
+    // the Cognito ID token itself: what API Gateway's Cognito authorizer reads
+    if (token) headers.Authorization = token;
   }
   let response;
   try {
@@ -77,7 +78,7 @@ export async function api(method, path, options = {}) {
   return data;
 }
 
-/** The admin API: like api() with the bearer token. */
+/** The admin API: like api() with the admin's ID token. */
 export function admin(method, path, options = {}) {
   return api(method, `/admin${path}`, { ...options, auth: true });
 }

@@ -1,5 +1,6 @@
-// The admin's bearer token. It lives in sessionStorage: it ends with the tab, and no other
-// site can read it. The API checks it (issue #7 adds Cognito); the console only carries it.
+// The admin's Cognito ID token (from the sign-in page). It lives in sessionStorage: it ends
+// with the tab, and no other site can read it. API Gateway's authorizer checks it on every
+// admin call; the console only carries it. It expires after an hour: a 401 signs out.
 
 const KEY = "mailroom.admin.token";
 
