@@ -68,3 +68,29 @@ def test_a_rejection_quoting_the_recipient_logs_no_address(
     lines = log_lines()
     assert any("mail failed permanently" in line for line in lines)
     assert not [line for line in lines if task["email"] in line]
+
+
+ID_TOKEN = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhYmMiLCJ0b2tlbl91c2UiOiJpZCJ9.c2lnbmF0dXJlLWJ5dGVz_-"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"Authorization: {ID_TOKEN}", "Authorization: ***"),
+        (f"Bearer {ID_TOKEN} then", "Bearer *** then"),
+        ("GET /unsubscribe?token=v1.abc-DEF_9.sig&x=1", "GET /unsubscribe?token=***&x=1"),
+        ('{"token": "v1.abc", "n": 1}', '{"token": "***", "n": 1}'),
+        ('{"password":"Secret-pass-1","email":"a@b.example"}', '{"password":"***","email":"***@b.example"}'),
+        ('{"session": "AYABeA", "new_password": "x-Y-1"}', '{"session": "***", "new_password": "***"}'),
+        ("tokens processed: 3", "tokens processed: 3"),  # the word alone is not a secret
+    ],
+)
+def test_redact_masks_tokens_sessions_and_passwords(text: str, expected: str) -> None:
+    assert redact(text) == expected
+
+
+def test_a_token_in_a_log_line_or_its_extra_keys_is_masked(log_lines: Callable[[], list[str]]) -> None:
+    logger.info(f"checking {ID_TOKEN}", extra={"link": "https://x.example/confirm?token=v1.secret.sig"})
+    (line,) = log_lines()
+    assert ID_TOKEN not in line and "v1.secret.sig" not in line
+    assert json.loads(line)["link"] == "https://x.example/confirm?token=***"

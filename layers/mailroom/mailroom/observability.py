@@ -7,7 +7,9 @@ No address reaches the logs: Mailroom's own log lines name subscribers by id, an
 line is passed through ``redact`` as it is written, which masks anything that looks like
 an address - in an AWS error message that quotes the recipient, a validation error that
 quotes its input, or a stack trace. The domain is kept (``***@example.com``): it is what
-an operator needs to see a provider's trouble, and names nobody.
+an operator needs to see a provider's trouble, and names nobody. Tokens never reach them
+either: a JWT (an admin's ID token), and the value of any ``token=``/``session=``/``password=``
+query parameter or JSON field (a link's signed token, a sign-in's secrets), become ``***``.
 """
 
 from __future__ import annotations
@@ -26,9 +28,20 @@ from aws_lambda_powertools.metrics import MetricUnit
 ADDRESS = re.compile(r"[^\s\"'<>()\[\],;:@\\]+@((?:[A-Za-z0-9-]+\.)+[A-Za-z0-9-]+)")
 
 
+# a JWT (a Cognito ID or access token: base64url JSON header "eyJ", payload, signature)
+JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")
+# a link's signed token, or a session, as a query parameter or a JSON field
+SECRET_VALUE = re.compile(r"(?i)(\b(?:token|session|password|id_token|new_password)(?:=|\\?\"\s*:\s*\\?\"))[^&\s\"\\]+")
+
+
 def redact(text: str) -> str:
-    """``text`` with every address's local part masked."""
-    return ADDRESS.sub(r"***@\1", text) if "@" in text else text
+    """``text`` with every address's local part masked, and every token, session or
+    password value replaced by ``***``."""
+    if "@" in text:
+        text = ADDRESS.sub(r"***@\1", text)
+    if "eyJ" in text:
+        text = JWT.sub("***", text)
+    return SECRET_VALUE.sub(r"\1***", text)
 
 
 class RedactingFormatter(LambdaPowertoolsFormatter):
