@@ -22,6 +22,11 @@ export function signUp(ctx) {
     h("label", { for: "consent" }, CONSENT_TEXT),
     consentError,
   );
+  // The honeypot (docs/abuse.md): a field people never see or reach (off screen, out of the
+  // tab order, hidden from assistive technology). A bot that fills in every field fills it
+  // too; the API answers such a sign-up like any other and does nothing.
+  const trapInput = h("input", { type: "text", id: "website", name: "website", tabindex: "-1", autocomplete: "off" });
+  const trap = h("div", { class: "trap", "aria-hidden": "true" }, h("label", { for: "website" }, "Leave this empty"), trapInput);
   const button = h("button", { type: "submit", class: "primary" }, "Subscribe");
   const status = statusLine();
   const fields = { email, name };
@@ -58,6 +63,7 @@ export function signUp(ctx) {
     const body = { email: address, consent: CONSENT_TEXT };
     const person = name.input.value.trim();
     if (person) body.name = person;
+    if (trapInput.value) body.website = trapInput.value;
     button.disabled = true;
     status.show("Sending…", "pending");
     try {
@@ -82,7 +88,7 @@ export function signUp(ctx) {
     { class: "panel narrow" },
     h("h1", {}, "Subscribe to the newsletter"),
     h("p", { class: "lead" }, "One mail a week at most. We ask you to confirm your address first, and you can leave with one click."),
-    h("form", { novalidate: true, onsubmit: submit, "aria-label": "Subscribe" }, email.wrapper, name.wrapper, consent, button),
+    h("form", { novalidate: true, onsubmit: submit, "aria-label": "Subscribe" }, email.wrapper, name.wrapper, consent, trap, button),
     status.node,
   );
 }
