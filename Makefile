@@ -9,6 +9,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SAM_VENV := .tools/sam
 SAM := $(SAM_VENV)/bin/sam
+SCAN_VENV := .tools/scan
+SCAN := $(SCAN_VENV)/bin
 PORT ?= 3000
 # The SAM CLI needs a region to validate; it never calls AWS for validate or build.
 export AWS_DEFAULT_REGION ?= us-east-1
@@ -19,11 +21,12 @@ UV_VERSION := 0.13.9
 # sam build runs the layers' Makefiles: they need a python3 with pip (the venv's).
 SAM_ENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 
-.PHONY: help venv sam run test lint typecheck unit integration chaos pytest validate build deploy deploy-prod lock clean bench redrive browser screenshots
+.PHONY: help venv sam scan-tools run test lint typecheck unit integration chaos pytest validate build scan scan-template scan-code scan-deps deploy deploy-prod lock clean bench redrive browser screenshots
 
 help:
 	@echo "make run       start Mailroom locally on http://127.0.0.1:$(PORT): the web app at /, the API at /api (moto as AWS; no Docker, no account)"
-	@echo "make test      ruff, mypy, pytest (unit, integration, browser, chaos), sam validate --lint, sam build"
+	@echo "make test      ruff, mypy, pytest (unit, integration, browser, chaos), sam validate --lint, sam build, make scan"
+	@echo "make scan      checkov on template.yaml, bandit on the code, pip-audit of the layer's and the dev packages (docs/security-infrastructure.md)"
 	@echo "make browser   the browser tests alone (headless chromium); failures leave screenshots in test-artifacts/browser/"
 	@echo "make screenshots  retake docs/screenshots/ (the README's pictures) with the browser tests"
 	@echo "make build     sam build (layers built for python3.13/arm64 without Docker)"
@@ -42,13 +45,21 @@ $(SAM_VENV)/.installed: requirements-sam.txt $(VENV)/.installed
 	$(VENV)/bin/uv pip install --quiet --python $(SAM_VENV)/bin/python -r requirements-sam.txt
 	@touch $@
 
+# The scanners (checkov, bandit, pip-audit) in their own virtualenv too: checkov pins an
+# older boto3, packaging and pydantic.
+$(SCAN_VENV)/.installed: requirements-scan.txt $(VENV)/.installed
+	@test -x $(SCAN_VENV)/bin/python || $(PYTHON) -m venv $(SCAN_VENV)
+	$(VENV)/bin/uv pip install --quiet --python $(SCAN_VENV)/bin/python -r requirements-scan.txt
+	@touch $@
+
 venv: $(VENV)/.installed
 sam: $(SAM_VENV)/.installed
+scan-tools: $(SCAN_VENV)/.installed
 
 run: venv
 	PORT=$(PORT) $(PY) -m mailroom_local
 
-test: lint typecheck pytest validate build
+test: lint typecheck pytest validate build scan
 	@echo "make test: all green"
 
 lint: venv
@@ -94,6 +105,52 @@ validate: sam
 
 build: sam venv
 	$(SAM_ENV) $(SAM) build
+
+# Security scanners (docs/security-infrastructure.md); each fails the build on a finding.
+scan: scan-template scan-code scan-deps
+	@echo "make scan: no finding"
+
+# checkov: zero failed checks; every skip is inline in the template (Metadata: checkov: skip)
+# with its reason. Offline: no download of the vendor's guidelines (BC_SKIP_MAPPING,
+# --skip-download), so it neither waits on nor fails for a network it cannot reach.
+# checkov exits 0 when it parsed nothing, so the summary line must say it checked something.
+scan-template: scan-tools
+	@set -o pipefail; BC_SKIP_MAPPING=TRUE $(SCAN)/checkov -f template.yaml --framework cloudformation \
+		--compact --quiet --skip-download | tee $(SCAN_VENV)/checkov.txt
+	@grep -Eq "Passed checks: [1-9][0-9]*, Failed checks: 0," $(SCAN_VENV)/checkov.txt \
+		|| { echo "checkov: no summary of passed checks (was template.yaml parsed?)"; exit 1; }
+
+# bandit: no medium or high finding in the code that ships or runs Mailroom (tests excluded);
+# a `# nosec BXXX` needs its reason on the same line.
+scan-code: scan-tools
+	$(SCAN)/bandit -r functions layers/mailroom local scripts -ll -q
+
+# pip-audit: what ships (the layer's pins, for the Lambda platform: audited as pinned, no
+# resolver) and the dev environment as installed (.venv, transitive packages included),
+# against PyPI's vulnerability data. A package PyPI could not answer for is listed, not
+# passed off as audited; AUDIT_STRICT=1 makes that an error (where PyPI's JSON API is reachable).
+AUDIT := $(SCAN)/pip-audit --vulnerability-service pypi --progress-spinner off $(if $(AUDIT_STRICT),--strict) $(AUDIT_ARGS)
+# What pip-audit's JSON says: packages audited, vulnerabilities found, and the packages it
+# could not audit with its reason (pip-audit itself says "No known vulnerabilities found" then).
+AUDIT_SUMMARY := $(SCAN)/python -c 'import json, sys; deps = json.load(open(sys.argv[2]))["dependencies"]; \
+	skipped = {}; [skipped.setdefault(d["skip_reason"].split(":")[0], []).append(d["name"]) for d in deps if "skip_reason" in d]; \
+	found = ["%s %s: %s (fixed in %s)" % (d["name"], d["version"], v["id"], ", ".join(v["fix_versions"]) or "no release") \
+		for d in deps for v in d.get("vulns", [])]; \
+	print("pip-audit (%s): %d of %d packages audited, %d known vulnerabilities" \
+		% (sys.argv[1], len(deps) - sum(map(len, skipped.values())), len(deps), len(found))); \
+	[print("  " + line) for line in found]; \
+	[print("  not audited (%s): %s" % (reason, ", ".join(sorted(names)))) for reason, names in sorted(skipped.items())]'
+# pip-audit's own output only when it fails (its "No known vulnerabilities found" is no news
+# when it could audit nothing).
+scan-deps: scan-tools venv
+	@rm -f $(SCAN_VENV)/audit-layer.json; status=0; $(AUDIT) -r layers/dependencies/requirements.txt --no-deps \
+		--disable-pip -f json -o $(SCAN_VENV)/audit-layer.json > $(SCAN_VENV)/audit.log 2>&1 \
+		|| { status=$$?; cat $(SCAN_VENV)/audit.log; }; \
+	test ! -f $(SCAN_VENV)/audit-layer.json || $(AUDIT_SUMMARY) layer $(SCAN_VENV)/audit-layer.json; exit $$status
+	@rm -f $(SCAN_VENV)/audit-dev.json; status=0; $(AUDIT) --skip-editable -f json -o $(SCAN_VENV)/audit-dev.json \
+		--path "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" > $(SCAN_VENV)/audit.log 2>&1 \
+		|| { status=$$?; cat $(SCAN_VENV)/audit.log; }; \
+	test ! -f $(SCAN_VENV)/audit-dev.json || $(AUDIT_SUMMARY) dev $(SCAN_VENV)/audit-dev.json; exit $$status
 
 # sam deploy, then the web app: web/ to the stack's bucket and a CloudFront invalidation (docs/hosting.md).
 deploy: build
