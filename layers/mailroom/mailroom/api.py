@@ -18,6 +18,9 @@ from pydantic import BaseModel, ValidationError
 from mailroom.observability import MetricUnit, logger, metrics
 
 MAX_BODY_BYTES = 10 * 1024
+# No model is more than a few levels deep; a body nested deeper is refused before it is
+# looked at (json.loads itself stops at the interpreter's recursion limit: also a 400).
+MAX_JSON_DEPTH = 32
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -94,18 +97,7 @@ def parse_json_body(event: Mapping[str, Any], model: type[M], max_bytes: int = M
         raise ApiError(413, "body_too_large", f"The body is {len(raw)} bytes; at most {max_bytes} are accepted.")
     if not raw.strip():
         raise ApiError(400, "empty_body", "The body is empty; a JSON object is expected.")
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ApiError(400, "invalid_json", "The body is not valid UTF-8.") from None
-    except json.JSONDecodeError as exc:
-        raise ApiError(400, "invalid_json", f"The body is not valid JSON: {exc.msg} at position {exc.pos}.") from None
-    except RecursionError:
-        raise ApiError(400, "invalid_json", "The body is nested too deeply.") from None
-    except ValueError as exc:  # e.g. an integer literal over Python's 4300-digit limit
-        raise ApiError(400, "invalid_json", f"The body is not valid JSON: {exc}.") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "invalid_body", f"A JSON object is expected, not {type(data).__name__}.")
+    data = _json_object(raw)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -118,6 +110,65 @@ def parse_json_body(event: Mapping[str, Any], model: type[M], max_bytes: int = M
         raise ApiError(
             400, "invalid_field", f"{first['field']}: {first['message']}", field=first["field"], details=details
         ) from None
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON number")
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or ApiError 400: not UTF-8, not JSON (NaN and Infinity
+    included: Python's json reads them, JSON has no such numbers), nested too deeply, not an
+    object, or a string (value or key) with a lone UTF-16 surrogate such as ``"\\ud800"``,
+    which JSON's escapes can spell but no UTF-8 mail, page or table can hold."""
+    try:
+        data = json.loads(raw.decode("utf-8"), parse_constant=_not_json)
+    except UnicodeDecodeError:
+        raise ApiError(400, "invalid_json", "The body is not valid UTF-8.") from None
+    except json.JSONDecodeError as exc:
+        raise ApiError(400, "invalid_json", f"The body is not valid JSON: {exc.msg} at position {exc.pos}.") from None
+    except RecursionError:
+        raise ApiError(400, "invalid_json", "The body is nested too deeply.") from None
+    except ValueError as exc:  # NaN/Infinity, or an integer literal over Python's 4300-digit limit
+        raise ApiError(400, "invalid_json", f"The body is not valid JSON: {exc}.") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_body", f"A JSON object is expected, not {type(data).__name__}.")
+    _check_strings(data)
+    return data
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _check_strings(data: dict[str, Any]) -> None:
+    """Walk the parsed body without recursion: ApiError 400 past MAX_JSON_DEPTH levels, or
+    naming the first field (dotted path) whose key or value holds a lone surrogate."""
+    stack: list[tuple[tuple[str | int, ...], Any]] = [((), data)]
+    while stack:
+        path, value = stack.pop()
+        if len(path) > MAX_JSON_DEPTH:
+            raise ApiError(400, "invalid_json", f"The body is nested more than {MAX_JSON_DEPTH} levels deep.")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if _has_lone_surrogate(key):
+                    field = _field_of(path) if path else "body"
+                    raise ApiError(400, "invalid_field", f"{field}: a key is not valid Unicode text", field=field)
+                stack.append(((*path, key), item))
+        elif isinstance(value, list):
+            stack.extend(((*path, index), item) for index, item in enumerate(value))
+        elif isinstance(value, str) and _has_lone_surrogate(value):
+            field = _field_of(path)
+            raise ApiError(
+                400,
+                "invalid_field",
+                f"{field}: is not valid Unicode text (a lone surrogate such as \\ud800)",
+                field=field,
+            )
 
 
 def respond(status: int, body: Any) -> Response[Any]:
