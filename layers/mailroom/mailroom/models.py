@@ -9,7 +9,7 @@ from enum import StrEnum
 from typing import Annotated, Literal
 
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator
 
 MAX_EMAIL_LENGTH = 254
 MAX_NAME_LENGTH = 100
@@ -17,6 +17,14 @@ MAX_NAME_LENGTH = 100
 # Any control character (C0, DEL, C1) and the Unicode line/paragraph separators: a
 # name ends up in mail bodies and must never be able to break a line or a header.
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# The bidirectional embeddings, overrides and isolates (U+202A-U+202E, U+2066-U+2069): in a
+# one-line field they only serve to make text read differently from what it is ("Trojan
+# Source"), e.g. a name that reverses the rest of a greeting or an address in a list. The
+# marks (U+200E, U+200F) stay allowed: right-to-left names may need them.
+BIDI_CONTROL = re.compile(r"[\u202a-\u202e\u2066-\u2069]")
+# In multi-line text (campaign content): the C0 controls other than tab, line feed and
+# carriage return, and DEL. No Markdown or HTML needs them; NUL ends strings elsewhere.
+CONTENT_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 def utcnow() -> datetime:
@@ -48,6 +56,8 @@ def normalize_email(value: str) -> str:
 def _name(value: str) -> str:
     if CONTROL.search(value):
         raise ValueError("must not contain control characters or line breaks")
+    if BIDI_CONTROL.search(value):
+        raise ValueError("must not contain bidirectional override or isolate characters (U+202A-U+202E, U+2066-U+2069)")
     return value
 
 
@@ -70,7 +80,10 @@ class Registration(Strict):
 
     email: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3)]
     name: Name | None = None
-    consent: Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_CONSENT_LENGTH)] | None = None
+    consent: (
+        Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_CONSENT_LENGTH), AfterValidator(_name)]
+        | None
+    ) = None
     # The honeypot (docs/abuse.md): a field of the sign-up form that people never see or fill.
     website: str | None = None
 
@@ -174,7 +187,8 @@ class RedriveRequest(Strict):
     """POST /admin/dead-letters/redrive: which dead-letter queue (all if absent), how many at most."""
 
     queue: DeadLetterQueueName | None = None
-    limit: int = Field(default=1000, ge=1, le=10_000)
+    # strict: "5", 5.0 and true are not counts (pydantic's lax mode would take them)
+    limit: int = Field(default=1000, ge=1, le=10_000, strict=True)
 
 
 class Recipient(Strict):
@@ -303,6 +317,8 @@ def _subject(value: str) -> str:
         raise ValueError("must not be empty")
     if CONTROL.search(value):
         raise ValueError("must be a single line without control characters (no CR/LF)")
+    if BIDI_CONTROL.search(value):
+        raise ValueError("must not contain bidirectional override or isolate characters (U+202A-U+202E, U+2066-U+2069)")
     return value
 
 
@@ -312,6 +328,23 @@ def _content(value: str) -> str:
         raise ValueError(f"is {size} bytes; at most {MAX_CONTENT_BYTES} are accepted")
     if not value.strip():
         raise ValueError("must not be empty")
+    if found := CONTENT_CONTROL.search(value):
+        raise ValueError(f"must not contain the control character U+{ord(found.group()):04X}")
+    return value
+
+
+# RFC 3339's date-time (what the API documents): pydantic alone would also take a number
+# (0 is 1970), "1700000000", a date alone or a time without seconds.
+RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", re.ASCII)
+
+
+def _rfc3339(value: object) -> object:
+    if value is None or isinstance(value, datetime):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be a date and time as text, e.g. 2026-12-01T10:00:00Z")
+    if not RFC3339.fullmatch(value):
+        raise ValueError("must be a date and time with a time zone, e.g. 2026-12-01T10:00:00Z or +01:00")
     return value
 
 
@@ -323,7 +356,7 @@ def _aware(value: datetime | None) -> datetime | None:
 
 Subject = Annotated[str, StringConstraints(max_length=MAX_SUBJECT_LENGTH), AfterValidator(_subject)]
 Content = Annotated[str, AfterValidator(_content)]
-SendAt = Annotated[datetime | None, AfterValidator(_aware)]
+SendAt = Annotated[datetime | None, BeforeValidator(_rfc3339), AfterValidator(_aware)]
 Email = Annotated[str, AfterValidator(normalize_email)]
 
 
