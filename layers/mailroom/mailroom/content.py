@@ -9,6 +9,13 @@ Markdown's URL normalisation; per recipient only compiled templates run (tens of
 
 HTML output is autoescaped: a subscriber's name can never inject markup. The subject must
 render to one line; the ``Mail`` model refuses anything else.
+
+The sandbox stops templates from reaching Python's internals; on top of it a template
+cannot make huge values in one step (``'x' * 10**9``, ``9**9**9``, ``range(10**6)``), and
+whatever a template does wrong while it renders (``1/0``, a bad ``format``) is a
+ContentError naming the field, never an exception that escapes: the admin API answers
+400, a worker records the recipient failed. A mail part that renders to more than
+MAX_RENDERED_BYTES is refused the same way (SES takes at most 10 MB per raw message).
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from html.parser import HTMLParser
 from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError
+from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
 from markdown_it import MarkdownIt
 from markupsafe import Markup
@@ -34,6 +43,14 @@ SAMPLE = Recipient(id="00000000-0000-4000-8000-000000000000", email="ada@example
 
 _TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
 
+# What one rendered part (subject, text, HTML) may weigh: quoted-printable at worst triples
+# it, and text + HTML stay well under SES's 10 MB raw message.
+MAX_RENDERED_BYTES = 1024 * 1024
+# Bounds on what a template can build in one operation.
+MAX_RANGE = 10_000
+MAX_EXPONENT = 100
+MAX_REPEATED_ITEMS = 100_000
+
 
 class ContentError(ValueError):
     """The campaign's subject or content cannot be rendered; names the field and the reason."""
@@ -44,9 +61,61 @@ class ContentError(ValueError):
         self.message = message
 
 
+def _bounded_range(*args: int) -> range:
+    numbers = range(*args)
+    if len(numbers) > MAX_RANGE:
+        raise SecurityError(f"range() of more than {MAX_RANGE} numbers")
+    return numbers
+
+
+class _Sandbox(SandboxedEnvironment):
+    """Jinja2's sandbox, with ``*`` and ``**`` bounded (a string or list repeated into
+    gigabytes, a number raised into a computation that never ends) and a shorter range()."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def __init__(self, autoescape: bool) -> None:
+        super().__init__(autoescape=autoescape, undefined=StrictUndefined, keep_trailing_newline=True)
+        self.globals["range"] = _bounded_range
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
+            raise SecurityError(f"an exponent over {MAX_EXPONENT}")
+        if operator == "*":
+            for sequence, times in ((left, right), (right, left)):
+                if (
+                    isinstance(sequence, str | list | tuple)
+                    and isinstance(times, int)
+                    and len(sequence) * times > MAX_REPEATED_ITEMS
+                ):
+                    raise SecurityError(f"a value repeated into more than {MAX_REPEATED_ITEMS} items")
+        return super().call_binop(context, operator, left, right)
+
+
 @cache
 def _sandbox(autoescape: bool) -> SandboxedEnvironment:
-    return SandboxedEnvironment(autoescape=autoescape, undefined=StrictUndefined, keep_trailing_newline=True)
+    return _Sandbox(autoescape)
+
+
+def _render(field: str, template: Template, fields: dict[str, Any]) -> str:
+    """Render one template; ContentError for anything it does wrong (a template error, a
+    sandbox refusal, 1/0 or any other exception of its own making) or too big a result."""
+    parts: list[str] = []
+    size = 0
+    try:
+        # piece by piece, so that a loop that would write gigabytes stops at the limit
+        for part in template.generate(fields):
+            parts.append(part)
+            size += len(part.encode("utf-8", errors="surrogatepass"))
+            if size > MAX_RENDERED_BYTES:
+                raise ContentError(field, f"renders to more than {MAX_RENDERED_BYTES} bytes")
+    except ContentError:
+        raise
+    except TemplateError as exc:
+        raise ContentError(field, f"cannot be rendered: {exc.message or exc}") from None
+    except Exception as exc:  # the template's own fault: it runs no I/O, only its expressions
+        raise ContentError(field, f"cannot be rendered: {type(exc).__name__}: {exc}") from None
+    return "".join(parts)
 
 
 @cache
@@ -125,6 +194,8 @@ def _compile(field: str, source: str, autoescape: bool) -> Template:
         return _sandbox(autoescape).from_string(source)
     except TemplateSyntaxError as exc:
         raise ContentError(field, f"template error on line {exc.lineno}: {exc.message}") from None
+    except RecursionError:  # e.g. thousands of nested parentheses: Jinja's parser recurses
+        raise ContentError(field, "template error: the expressions are nested too deeply") from None
 
 
 @dataclass(frozen=True)
@@ -164,16 +235,10 @@ class CampaignRenderer:
         """The mail for one recipient, with its RFC 8058 one-click unsubscribe headers.
         Raises ContentError if the content cannot render for them."""
         fields = self.fields(recipient)
-        try:
-            subject = " ".join(self._subject.render(fields).split())
-        except TemplateError as exc:
-            raise ContentError("subject", f"cannot be rendered: {exc.message or exc}") from None
-        try:
-            fields["subject"] = subject
-            body_html = self._html.render(fields)
-            body_text = self._text.render(fields)
-        except TemplateError as exc:
-            raise ContentError("content", f"cannot be rendered: {exc.message or exc}") from None
+        subject = " ".join(_render("subject", self._subject, fields).split())
+        fields["subject"] = subject
+        body_html = _render("content", self._html, fields)
+        body_text = _render("content", self._text, fields)
         if not subject:
             raise ContentError("subject", "renders to an empty line")
         layout = environment()
