@@ -49,7 +49,7 @@ def issuer_of(user_pool_arn: str) -> str:
 
 
 def _fetch_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - the local moto server's http URL
+    with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - the local moto server's http URL  # nosec B310
         return json.loads(response.read())
 
 

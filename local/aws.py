@@ -76,7 +76,7 @@ class MotoServer:
         """Forget every resource and sent mail (moto's ``/moto-api/reset``)."""
         url = f"{self.url}/moto-api/reset"
         request = urllib.request.Request(url, method="POST", data=b"")  # noqa: S310 - our loopback http URL
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - our loopback http URL  # nosec B310
             response.read()
 
     def stop(self) -> None:

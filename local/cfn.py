@@ -63,7 +63,7 @@ CfnLoader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_string)
 
 def loads_template(text: str) -> dict[str, Any]:
     """Parse template text; the top level must be a mapping."""
-    data = yaml.load(text, Loader=CfnLoader)  # noqa: S506 - CfnLoader is a SafeLoader subclass
+    data = yaml.load(text, Loader=CfnLoader)  # noqa: S506 - CfnLoader is a SafeLoader subclass  # nosec B506
     if not isinstance(data, dict):
         raise ValueError("a CloudFormation template must be a YAML mapping")
     return data

@@ -53,7 +53,7 @@ __all__ = ["DEFAULT_PORT", "PUBLIC_URL_PARAMETER", "Runtime"]
 
 DEFAULT_PORT = 3000
 PUBLIC_URL_PARAMETER = "PublicUrl"
-_WILDCARD_HOST = "0.0.0.0"  # noqa: S104 - compared with, never bound to
+_WILDCARD_HOST = "0.0.0.0"  # noqa: S104 - compared with, never bound to  # nosec B104
 _ACTIVE = threading.Lock()  # moto's backends are per process: one runtime at a time
 
 

@@ -197,6 +197,8 @@ def test_local_routes_list_schedules_and_queues(runtime: Runtime) -> None:
         "FanoutQueue",
         "FanoutDeadLetterQueue",
         "SesEventsDeadLetterQueue",
+        "NewsletterDispatcherFunctionDailyNewsletterQueue",
+        "NewsletterDispatcherFunctionRecoveryQueue",
     }
     assert queues["WelcomeDeadLetterQueue"]["dead_letter_queue_of"] == "WelcomeQueue"
     for queue in queues.values():

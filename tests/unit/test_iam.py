@@ -16,6 +16,7 @@ from types import ModuleType
 from typing import Any
 from unittest import mock
 
+import boto3
 import pytest
 from botocore.client import BaseClient
 
@@ -110,6 +111,8 @@ def needed(service: str, operation: str, params: dict[str, Any]) -> list[tuple[s
     if service == "ssm":
         # a parameter's ARN names it without its leading slash: /stack/public-url -> parameter/stack/public-url
         return [(f"ssm:{operation}", f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/{params['Name'].lstrip('/')}")]
+    if service == "cognito-idp" and operation in ("InitiateAuth", "RespondToAuthChallenge"):
+        return []  # a public client's sign-in: Cognito authorizes it with the password, not IAM
     raise AssertionError(f"no IAM mapping for {service}:{operation}")
 
 
@@ -224,6 +227,17 @@ def _drive_everything(stack: Stack, campaigns: Campaigns) -> None:
     campaigns.call("GET", "/admin/dead-letters")
     campaigns.call("POST", "/admin/dead-letters/redrive", {})
     _drive_ses_events(campaigns, first["id"])
+    # the console's sign-in
+    cognito = boto3.client("cognito-idp", region_name=REGION)
+    pool = str(stack.ref("AdminUserPool"))
+    cognito.admin_create_user(UserPoolId=pool, Username="iam@example.com", MessageAction="SUPPRESS")
+    cognito.admin_set_user_password(
+        UserPoolId=pool, Username="iam@example.com", Password="Iam-password-1", Permanent=True
+    )
+    sign_in = load_event("auth_sign_in.json") | {
+        "body": json.dumps({"email": "iam@example.com", "password": "Iam-password-1"})
+    }
+    assert campaigns.app("AuthFunction").lambda_handler(sign_in, campaigns.context)["statusCode"] == 200
 
 
 def _drive_ses_events(campaigns: Campaigns, campaign_id: str) -> None:

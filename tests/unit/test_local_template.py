@@ -385,6 +385,8 @@ def test_the_mailroom_template() -> None:
         "FanoutDeadLetterQueue",
         "FanoutQueue",
         "NewsletterQueue",
+        "NewsletterDispatcherFunctionDailyNewsletterQueue",
+        "NewsletterDispatcherFunctionRecoveryQueue",
         "SesEventsDeadLetterQueue",
     ]
     assert set(stack.functions) == {

@@ -242,7 +242,7 @@ class CampaignRenderer:
         if not subject:
             raise ContentError("subject", "renders to an empty line")
         layout = environment()
-        context = {**fields, "body": Markup(body_html)}  # noqa: S704 - the sandbox autoescaped every field in it
+        context = {**fields, "body": Markup(body_html)}  # noqa: S704 - the sandbox autoescaped every field in it  # nosec B704
         try:
             return Mail(
                 to=recipient.email,
