@@ -21,7 +21,7 @@ UV_VERSION := 0.13.9
 # sam build runs the layers' Makefiles: they need a python3 with pip (the venv's).
 SAM_ENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 
-.PHONY: help venv sam scan-tools run test lint typecheck unit integration chaos pytest validate build scan scan-template scan-code scan-deps deploy deploy-prod lock clean bench redrive browser screenshots
+.PHONY: help admin venv sam scan-tools run test lint typecheck unit integration chaos pytest validate build scan scan-template scan-code scan-deps deploy deploy-prod lock clean bench redrive browser screenshots
 
 help:
 	@echo "make run       start Mailroom locally on http://127.0.0.1:$(PORT): the web app at /, the API at /api (moto as AWS; no Docker, no account)"
@@ -31,6 +31,7 @@ help:
 	@echo "make screenshots  retake docs/screenshots/ (the README's pictures) with the browser tests"
 	@echo "make build     sam build (layers built for python3.13/arm64 without Docker)"
 	@echo "make deploy    sam build && sam deploy, then publish web/ to CloudFront (samconfig.toml [default]; deploy-prod for [prod])"
+	@echo "make admin EMAIL=you@example.com   create an admin of the deployed stack (Cognito mails a temporary password)"
 	@echo "make redrive   show dead-lettered tasks and their reasons, then move them back (URL=... for a stack)"
 	@echo "make chaos     the chaos test alone, with its counts (SEEDS=\"1 2 3\" by default)"
 
@@ -156,6 +157,11 @@ scan-deps: scan-tools venv
 deploy: build
 	$(SAM) deploy
 	$(PY) scripts/publish_web.py
+
+# The first (or another) admin of the deployed stack: Cognito mails a temporary password (docs/security.md).
+admin: venv
+	@test -n "$(EMAIL)" || { echo "usage: make admin EMAIL=you@example.com [CONFIG_ENV=prod]"; exit 2; }
+	$(PY) scripts/create_admin.py --email "$(EMAIL)" --config-env "$(or $(CONFIG_ENV),default)"
 
 deploy-prod: build
 	$(SAM) deploy --config-env prod
