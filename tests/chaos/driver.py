@@ -75,6 +75,7 @@ class Chaos:
     invocations: Counter[str] = field(default_factory=Counter)
     _apps: dict[str, ModuleType] = field(default_factory=dict)
     _last_recovery: float = 0.0
+    _people: int = 0  # sign-ups so far (each gets its own source IP)
 
     def __post_init__(self) -> None:
         self.sqs = boto3.client("sqs", region_name=REGION)
@@ -128,6 +129,9 @@ class Chaos:
         """POST /subscriptions like a browser that retries on 5xx; the final status code."""
         event = load_event("registration_post.json")
         event["body"] = json.dumps({"email": email, "name": name})
+        # each person from their own address: the sign-up's per-IP limit stays on, and counts them apart
+        self._people += 1
+        event["requestContext"]["identity"]["sourceIp"] = f"198.18.{self._people // 256}.{self._people % 256}"
         return self._browse(event, attempts)
 
     def _browse(self, event: dict[str, Any], attempts: int) -> int:
