@@ -26,7 +26,7 @@ SAM_ENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 help:
 	@echo "make run       start Mailroom locally on http://127.0.0.1:$(PORT): the web app at /, the API at /api (moto as AWS; no Docker, no account)"
 	@echo "make test      ruff, mypy, pytest (unit, integration, browser, chaos), sam validate --lint, sam build, make scan"
-	@echo "make scan      checkov on template.yaml, bandit on the code, pip-audit of the layer's and the dev packages (docs/security-infrastructure.md)"
+	@echo "make scan      checkov on template.yaml, bandit on the code, scripts/audit_deps.py (PyPI's advisories) of the layer's and the dev packages (docs/security-infrastructure.md)"
 	@echo "make browser   the browser tests alone (headless chromium); failures leave screenshots in test-artifacts/browser/"
 	@echo "make screenshots  retake docs/screenshots/ (the README's pictures) with the browser tests"
 	@echo "make build     sam build (layers built for python3.13/arm64 without Docker)"
@@ -36,20 +36,20 @@ help:
 	@echo "make chaos     the chaos test alone, with its counts (SEEDS=\"1 2 3\" by default)"
 
 $(VENV)/.installed: requirements-dev.txt layers/dependencies/requirements.txt pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@test -x $(PY) || $(PYTHON) -m venv --upgrade-deps $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	$(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements-dev.txt -e .
 	@touch $@
 
 $(SAM_VENV)/.installed: requirements-sam.txt $(VENV)/.installed
-	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv --upgrade-deps $(SAM_VENV)
 	$(VENV)/bin/uv pip install --quiet --python $(SAM_VENV)/bin/python -r requirements-sam.txt
 	@touch $@
 
-# The scanners (checkov, bandit, pip-audit) in their own virtualenv too: checkov pins an
+# The scanners (checkov, bandit) in their own virtualenv too: checkov pins an
 # older boto3, packaging and pydantic.
 $(SCAN_VENV)/.installed: requirements-scan.txt $(VENV)/.installed
-	@test -x $(SCAN_VENV)/bin/python || $(PYTHON) -m venv $(SCAN_VENV)
+	@test -x $(SCAN_VENV)/bin/python || $(PYTHON) -m venv --upgrade-deps $(SCAN_VENV)
 	$(VENV)/bin/uv pip install --quiet --python $(SCAN_VENV)/bin/python -r requirements-scan.txt
 	@touch $@
 
