@@ -1,5 +1,6 @@
 """What moto lacks and the application needs: SES v2 ``GetAccount``, the configuration set
-and tags of a ``SendEmail`` (and, via :mod:`.moto_dynamodb`, atomic conditional writes and
+and tags of a ``SendEmail``, Cognito's answer to an unknown sign-in session (and,
+via :mod:`.moto_dynamodb`, atomic conditional writes and
 item-level transactions in DynamoDB).
 
 moto 5.2.5 does not implement ``GetAccount`` (``GET /v2/email/account``): under
@@ -137,8 +138,33 @@ def install(max_send_rate: float | None = None) -> float:
     urls.url_paths.setdefault(_ACCOUNT_PATH, SESV2Response.dispatch)
     if not getattr(SESV2Response.send_email, _WRAPPED, False):
         setattr(SESV2Response, "send_email", _listening(SESV2Response.send_email))  # noqa: B010 - a method replaced
+    _install_cognito_sessions()
     moto_dynamodb.install()
     return rate
+
+
+def _install_cognito_sessions() -> None:
+    """Cognito answers a challenge response with an unknown or expired session with
+    ``NotAuthorizedException`` ("Invalid session for the user"); moto 5.2.5 says
+    ``ResourceNotFoundException``, which in AWS means the pool or client is missing (a fault
+    of ours, a 503). Make moto answer as Cognito does (idempotent)."""
+    from moto.cognitoidp.exceptions import NotAuthorizedError
+    from moto.cognitoidp.models import CognitoIdpBackend
+
+    respond = CognitoIdpBackend.respond_to_auth_challenge
+    if getattr(respond, _WRAPPED, False):
+        return
+
+    def respond_to_auth_challenge(
+        self: Any, session: str, client_id: str, challenge_name: str, challenge_responses: dict[str, str]
+    ) -> Any:
+        known = session in self.sessions or challenge_name == "PASSWORD_VERIFIER"  # SRP keeps no session
+        if not known:
+            raise NotAuthorizedError("Invalid session for the user, session is expired.")
+        return respond(self, session, client_id, challenge_name, challenge_responses)
+
+    setattr(respond_to_auth_challenge, _WRAPPED, True)
+    setattr(CognitoIdpBackend, "respond_to_auth_challenge", respond_to_auth_challenge)  # noqa: B010 - a method replaced
 
 
 def reported_max_send_rate() -> float:

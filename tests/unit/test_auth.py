@@ -111,6 +111,14 @@ def test_the_first_sign_in_asks_for_a_new_password_that_must_meet_the_policy(sta
     assert _tokens(_pool(stack)[1], "new@example.com", "Chosen-password-7")["IdToken"]
 
 
+def test_an_unknown_or_expired_sign_in_session_is_a_401(stack: Stack, auth: ModuleType) -> None:
+    """Cognito says NotAuthorizedException ("Invalid session"); moto needs local/moto_ext for that."""
+    _user(stack, "new@example.com", temporary=True)
+    unknown = {"email": "new@example.com", "session": "s" * 40, "new_password": "Chosen-password-7"}
+    status, body = _call(auth, _post("/auth/new-password", unknown))
+    assert status == 401 and body["error"]["code"] == "wrong_credentials"
+
+
 @pytest.mark.parametrize(
     "body",
     [
