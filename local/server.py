@@ -247,7 +247,7 @@ class _Handler(BaseHTTPRequestHandler):
                 f"{request.method} {self.path} -> {response.status} ({elapsed:.0f} ms)", "http"
             )
 
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_TRACE = do_CONNECT = _handle
 
     def _read_body(self) -> bytes | None:
         """The request body; None when a response was already sent (413, 400)."""

@@ -38,16 +38,21 @@ install_moto_extensions(max_send_rate=1000.0)
 CHAOS_REPORTS: list[str] = []
 
 
+SCHEMATHESIS_REPORTS: list[str] = []
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.when == "call":
         CHAOS_REPORTS.extend(str(value) for name, value in report.user_properties if name == "chaos")
+        SCHEMATHESIS_REPORTS.extend(str(value) for name, value in report.user_properties if name == "schemathesis")
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if CHAOS_REPORTS:
-        terminalreporter.section("chaos")
-        for line in CHAOS_REPORTS:
-            terminalreporter.write_line(line)
+    for title, lines in (("chaos", CHAOS_REPORTS), ("schemathesis", SCHEMATHESIS_REPORTS)):
+        if lines:
+            terminalreporter.section(title)
+            for line in lines:
+                terminalreporter.write_line(line)
 
 
 @pytest.fixture(autouse=True)

@@ -88,6 +88,7 @@ personal_records = PersonalRecords(settings.results_table)
 welcome_queue = TaskQueue(settings.welcome_queue_url)
 SUBSCRIBER_STATUSES = tuple(status.value for status in SubscriberStatus)
 SUBSCRIBER_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
+CAMPAIGN_ID = re.compile(r"[0-9a-f]{32}")
 MAX_IMPORT_BYTES = 1024 * 1024
 MAX_QUERY_LENGTH = 254
 # An export page: 5,000 rows of at most ~1 KB stay far below Lambda's 6 MB response limit.
@@ -99,6 +100,12 @@ app = APIGatewayRestResolver()
 def admins_only(resolver: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[Any]:
     """Every route: the caller must be a signed-in admin (before any input is read)."""
     admin_of(resolver.current_event.raw_event, settings.admin_group)
+    # a campaign id is 32 hex digits: anything else names no campaign, and never reaches
+    # DynamoDB (a key over 2,048 bytes would be its ValidationException, a 503 here)
+    campaign_id = (resolver.current_event.path_parameters or {}).get("id")
+    on_a_campaign = resolver.current_event.resource.startswith("/admin/campaigns/") and campaign_id is not None
+    if on_a_campaign and not CAMPAIGN_ID.fullmatch(campaign_id or ""):
+        raise NotFound("No such campaign.")
     return next_middleware(resolver)
 
 

@@ -101,9 +101,8 @@ def _schema(*, coverage: bool) -> schemathesis.BaseSchema:
         deterministic=True, database="none", max_examples=EXAMPLES, with_security_parameters=False
     )
     schema.config.update(request_timeout=30)
-    # Other methods on each path must be refused. Not TRACE: the local server is Python's
-    # http.server, which answers TRACE 501 itself before any route is looked up.
-    schema.config.phases.coverage.unexpected_methods = {"get", "put", "post", "delete", "options", "patch"}
+    # Other methods on each path must be refused (API Gateway's 403), TRACE included.
+    schema.config.phases.coverage.unexpected_methods = {"get", "put", "post", "delete", "options", "patch", "trace"}
     schema.config.phases.coverage.enabled = coverage
     schema.config.phases.examples.enabled = coverage
     return schema

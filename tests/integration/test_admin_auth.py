@@ -139,3 +139,20 @@ def test_the_public_routes_need_no_token(runtime: Runtime) -> None:
     assert signed_in.status == 200 and _claims(signed_in.json()["id_token"])["token_use"] == "id"
     answer = http("GET", f"{runtime.api_url}/admin/campaigns", headers={"Authorization": signed_in.json()["id_token"]})
     assert answer.status == 200
+
+
+def test_ids_and_cursors_dynamodb_would_refuse_never_reach_it(runtime: Runtime) -> None:
+    """On AWS a key over 2,048 bytes, or an empty one, is DynamoDB's ValidationException (a
+    503 here); moto does not check, so the API must: a 404 for the id, a 400 for the cursor."""
+    headers = runtime.admin_headers()
+    for campaign_id in ("a" * 3000, "NOT-HEX", "0" * 31):
+        answer = http("GET", f"{runtime.api_url}/admin/campaigns/{campaign_id}", headers=headers)
+        assert answer.status == 404 and answer.json()["error"]["code"] == "not_found", answer.text
+    draft = http("POST", f"{runtime.api_url}/admin/campaigns/preview", {"subject": "S", "content": "Hi"}, headers)
+    assert draft.status == 200, draft.text  # the literal route is not an id
+    for bad in ("", "x" * 1025, "\ud800"):
+        # the shape of a real cursor of this listing, with one key string DynamoDB would refuse
+        key = {"id": {"S": bad}, "kind": {"S": "campaign"}, "created_at": {"S": "2026-11-28T10:00:00Z"}}
+        cursor = base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
+        answer = http("GET", f"{runtime.api_url}/admin/campaigns?cursor={cursor}", headers=headers)
+        assert answer.status == 400 and answer.json()["error"]["field"] == "cursor", answer.text

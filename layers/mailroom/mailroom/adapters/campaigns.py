@@ -50,6 +50,14 @@ def encode_cursor(key: dict[str, Any] | None) -> str | None:
     return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode().rstrip("=")
 
 
+def _storable(value: str) -> bool:
+    """A key string DynamoDB takes: 1 to 1,024 bytes of UTF-8 (no lone surrogate)."""
+    try:
+        return 1 <= len(value.encode("utf-8")) <= 1024
+    except UnicodeEncodeError:
+        return False
+
+
 def decode_cursor(cursor: str | None, fields: tuple[str, ...]) -> dict[str, Any] | None:
     """The DynamoDB start key in a cursor; InvalidCursor unless it has exactly ``fields`` (strings)."""
     if not cursor:
@@ -61,8 +69,11 @@ def decode_cursor(cursor: str | None, fields: tuple[str, ...]) -> dict[str, Any]
     if (
         not isinstance(key, dict)
         or set(key) != set(fields)
-        or not all(isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str) for v in key.values())
-    ):
+        or not all(
+            isinstance(v, dict) and set(v) == {"S"} and isinstance(v["S"], str) and _storable(v["S"])
+            for v in key.values()
+        )
+    ):  # a key string DynamoDB would refuse (empty, or over its 1,024-byte sort key) is no cursor of ours
         raise InvalidCursor("is not a cursor this API returned")
     return key
 
