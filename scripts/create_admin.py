@@ -25,9 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
-from publish_web import SAMCONFIG, PublishError, samconfig_parameters, stack_outputs
+from publish_web import SAMCONFIG, PublishError, deployed_stack
 
 __all__ = ["create_admin", "main"]
 
@@ -65,15 +64,7 @@ def main(argv: Sequence[str] | None = None, *, session: Any = None) -> int:
         print(f"create_admin: {args.email!r} is not an email address", file=sys.stderr)
         return 2
     try:
-        settings = {} if args.stack and args.region else samconfig_parameters(args.config_env, args.samconfig)
-        stack = args.stack or settings.get("stack_name")
-        if not stack:
-            raise PublishError(f"no stack_name in [{args.config_env}] of {args.samconfig.name}; pass --stack")
-        if session is None:
-            session = boto3.session.Session(
-                region_name=args.region or settings.get("region"), profile_name=settings.get("profile")
-            )
-        outputs = stack_outputs(session.client("cloudformation"), str(stack))
+        session, stack, outputs = deployed_stack(args.config_env, args.stack, args.region, args.samconfig, session)
         if "AdminUserPoolId" not in outputs:
             raise PublishError(f"stack {stack} has no output AdminUserPoolId: deploy it first (make deploy)")
         created = create_admin(session.client("cognito-idp"), outputs["AdminUserPoolId"], args.email, args.group)

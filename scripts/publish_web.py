@@ -38,7 +38,7 @@ from botocore.exceptions import ClientError
 # for the local server (make run), so the two cannot differ.
 from mailroom_local.web import CONTENT_TYPES, content_type, web_files
 
-__all__ = ["CONTENT_TYPES", "PublishError", "Report", "content_type", "main", "publish", "web_files"]
+__all__ = ["CONTENT_TYPES", "PublishError", "Report", "content_type", "deployed_stack", "main", "publish", "web_files"]
 
 ROOT = Path(__file__).resolve().parents[1]
 WEB_DIR = ROOT / "web"
@@ -82,6 +82,22 @@ def stack_outputs(cloudformation: Any, stack: str) -> dict[str, str]:
     except ClientError as error:
         raise PublishError(f"stack {stack}: {error}") from error
     return {output["OutputKey"]: output["OutputValue"] for output in described.get("Outputs") or []}
+
+
+def deployed_stack(
+    config_env: str, stack: str | None, region: str | None, samconfig: Path, session: Any = None
+) -> tuple[Any, str, dict[str, str]]:
+    """The boto3 session, name and outputs of the stack ``make deploy`` deployed: ``stack``,
+    else samconfig's ``stack_name`` (with its region and profile unless ``region`` is given)."""
+    settings = {} if stack and region else samconfig_parameters(config_env, samconfig)
+    name = stack or settings.get("stack_name")
+    if not name:
+        raise PublishError(f"no stack_name in [{config_env}] of {samconfig.name}; pass --stack")
+    if session is None:
+        session = boto3.session.Session(
+            region_name=region or settings.get("region"), profile_name=settings.get("profile")
+        )
+    return session, str(name), stack_outputs(session.client("cloudformation"), str(name))
 
 
 def publish(
@@ -148,15 +164,7 @@ def main(argv: Sequence[str] | None = None, *, session: Any = None) -> int:
     parser.add_argument("--samconfig", type=Path, default=SAMCONFIG, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     try:
-        settings = {} if args.stack and args.region else samconfig_parameters(args.config_env, args.samconfig)
-        stack = args.stack or settings.get("stack_name")
-        if not stack:
-            raise PublishError(f"no stack_name in [{args.config_env}] of {args.samconfig.name}; pass --stack")
-        if session is None:
-            session = boto3.session.Session(
-                region_name=args.region or settings.get("region"), profile_name=settings.get("profile")
-            )
-        outputs = stack_outputs(session.client("cloudformation"), str(stack))
+        session, stack, outputs = deployed_stack(args.config_env, args.stack, args.region, args.samconfig, session)
         missing = [name for name in ("WebBucketName", "WebDistributionId") if name not in outputs]
         if missing:
             raise PublishError(f"stack {stack} has no output {', '.join(missing)}: deploy it first (sam deploy)")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.integration.conftest import runtime  # noqa: F401 - the module-scoped runtime fixture
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:

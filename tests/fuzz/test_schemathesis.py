@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import hypothesis
@@ -43,8 +43,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from mailroom_local import Runtime
-from tests.integration.conftest import start_runtime
-from tests.support import ROOT, TEMPLATE
+from tests.support import ROOT
 
 try:  # an admin's Authorization header (the Cognito authorizer of issue #7)
     from tests.integration.conftest import admin_headers
@@ -124,15 +123,6 @@ ROUTES = [
 
 def _is_a_route(method: str, path: str) -> bool:
     return any(method.upper() == known and pattern.fullmatch(path) for known, pattern in ROUTES)
-
-
-@pytest.fixture(scope="module")
-def runtime() -> Iterator[Runtime]:
-    started = start_runtime(TEMPLATE)
-    try:
-        yield started
-    finally:
-        started.stop()
 
 
 @pytest.fixture(scope="module")

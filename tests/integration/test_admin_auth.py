@@ -11,7 +11,6 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import moto.cognitoidp
@@ -20,21 +19,11 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 from mailroom_local import Runtime
-from tests.integration.conftest import http, start_runtime
-from tests.support import TEMPLATE
+from tests.integration.conftest import http
 
 pytestmark = pytest.mark.integration
 
 PASSWORD = "Someone-else-1"
-
-
-@pytest.fixture(scope="module")
-def runtime() -> Iterator[Runtime]:
-    started = start_runtime(TEMPLATE)
-    try:
-        yield started
-    finally:
-        started.stop()
 
 
 def _admin_routes(runtime: Runtime) -> list[tuple[str, str]]:
