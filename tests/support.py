@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import base64
+import gzip
+import importlib.util
 import json
+import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import boto3
+import moto.cognitoidp
+from joserfc import jwt
+from joserfc.jwk import RSAKey
 
 from mailroom.adapters.secrets import keys_of
 from mailroom.tokens import Tokens
@@ -107,3 +115,30 @@ def put_subscriber(
     if name:
         item["name"] = {"S": name}
     boto3.client("dynamodb", region_name=REGION).put_item(TableName=stack.physical_name("SubscribersTable"), Item=item)
+
+
+def load_script(name: str) -> ModuleType:
+    """scripts/<name>.py as the module ``name`` (the scripts import each other by that name)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def moto_signing_key() -> RSAKey:
+    """The private key moto signs every user pool's tokens with (what Cognito keeps secret)."""
+    path = Path(moto.cognitoidp.__file__).parent / "resources" / "jwks-private.json.gz"
+    with gzip.open(path) as file:
+        return RSAKey.import_key(json.loads(file.read()))
+
+
+def sign_jwt(claims: dict[str, Any], key: RSAKey, kid: str = "dummy") -> str:
+    """An RS256 JWT of ``claims`` with moto's key id (``dummy``) unless told otherwise."""
+    return jwt.encode({"alg": "RS256", "kid": kid, "typ": "JWT"}, claims, key)
+
+
+def jwt_claims(token: str) -> dict[str, Any]:
+    """A JWT's payload, unverified."""
+    return dict(json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "==")))

@@ -6,20 +6,16 @@ for a signed-in user outside the admins group (the function's own check), and op
 from __future__ import annotations
 
 import base64
-import gzip
 import json
-import os
 import time
 import uuid
-from typing import Any
 
-import moto.cognitoidp
 import pytest
-from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 from mailroom_local import Runtime
 from tests.integration.conftest import http
+from tests.support import jwt_claims, moto_signing_key, sign_jwt
 
 pytestmark = pytest.mark.integration
 
@@ -30,20 +26,6 @@ def _admin_routes(runtime: Runtime) -> list[tuple[str, str]]:
     """(METHOD, URL) of every guarded route, with a made-up id for its path parameter."""
     routes = [r for r in runtime.stack.routes if r.authorizer is not None]
     return [(r.method.upper(), runtime.api_url + r.path.replace("{id}", "c-" + uuid.uuid4().hex[:8])) for r in routes]
-
-
-def _moto_key() -> RSAKey:
-    path = os.path.join(os.path.dirname(moto.cognitoidp.__file__), "resources", "jwks-private.json.gz")
-    with gzip.open(path) as file:
-        return RSAKey.import_key(json.loads(file.read()))
-
-
-def _claims(token: str) -> dict[str, Any]:
-    return dict(json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "==")))
-
-
-def _signed(claims: dict[str, Any], key: RSAKey) -> str:
-    return jwt.encode({"alg": "RS256", "kid": "dummy", "typ": "JWT"}, claims, key)
 
 
 def _user_token(runtime: Runtime, pool_id: str, client_id: str, groups: tuple[str, ...]) -> str:
@@ -75,13 +57,13 @@ def test_every_admin_route_refuses_a_missing_forged_expired_or_foreign_token(run
     # every /admin route of template.yaml is guarded, and only those
     assert len(routes) == len([r for r in runtime.stack.routes if r.path.startswith("/admin/")]) >= 17, routes
     good = runtime.admin_token()
-    claims = _claims(good)
+    claims = jwt_claims(good)
     header, _, signature = good.split(".")
     promoted = base64.urlsafe_b64encode(json.dumps(claims | {"sub": "someone-else"}).encode()).decode().rstrip("=")
     tokens = {
         "forged (payload changed, signature kept)": f"{header}.{promoted}.{signature}",
-        "forged (signed with another key)": _signed(claims, RSAKey.generate_key(2048)),
-        "expired": _signed(claims | {"exp": int(time.time()) - 60}, _moto_key()),
+        "forged (signed with another key)": sign_jwt(claims, RSAKey.generate_key(2048)),
+        "expired": sign_jwt(claims | {"exp": int(time.time()) - 60}, moto_signing_key()),
         "of another user pool": _foreign_pool_token(runtime),
         "not a token": "let-me-in",
     }
@@ -125,7 +107,7 @@ def test_the_public_routes_need_no_token(runtime: Runtime) -> None:
             "password": runtime.admin.password if runtime.admin else "",
         },
     )
-    assert signed_in.status == 200 and _claims(signed_in.json()["id_token"])["token_use"] == "id"
+    assert signed_in.status == 200 and jwt_claims(signed_in.json()["id_token"])["token_use"] == "id"
     answer = http("GET", f"{runtime.api_url}/admin/campaigns", headers={"Authorization": signed_in.json()["id_token"]})
     assert answer.status == 200
 

@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-from tests.support import ROOT
+from tests.support import load_script
 
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("audit_deps", ROOT / "scripts" / "audit_deps.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["audit_deps"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-audit_deps = _load()
+audit_deps = load_script("audit_deps")
 INDEX = audit_deps.INDEX_URL
 
 VULN = {"id": "PYSEC-2099-1", "aliases": ["CVE-2099-1"], "fixed_in": ["1.0.1"], "details": "bad", "withdrawn": None}

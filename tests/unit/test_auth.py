@@ -6,19 +6,15 @@ from __future__ import annotations
 
 import base64
 import copy
-import gzip
 import io
 import json
-import os
 import time
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
 import boto3
-import moto.cognitoidp
 import pytest
-from joserfc import jwt
 from joserfc.jwk import RSAKey
 
 from mailroom.api import ApiError
@@ -27,7 +23,7 @@ from mailroom.observability import logger
 from mailroom_local.auth import CognitoAuthorizers, issuer_of
 from mailroom_local.template import RouteSpec, Stack
 from tests.conftest import LambdaContext
-from tests.support import REGION, load_event
+from tests.support import REGION, jwt_claims, load_event, moto_signing_key, sign_jwt
 
 PASSWORD = "Admin-password-1"
 
@@ -83,7 +79,7 @@ def test_the_sample_sign_in_event_signs_an_admin_in(stack: Stack, auth: ModuleTy
     event["body"] = json.dumps({"email": "Admin@Example.com", "password": PASSWORD})  # any case
     status, body = _call(auth, event)
     assert status == 200 and body["expires_in"] > 0
-    claims = json.loads(base64.urlsafe_b64decode(body["id_token"].split(".")[1] + "=="))
+    claims = jwt_claims(body["id_token"])
     assert claims["email"] == "admin@example.com" and claims["token_use"] == "id"
     assert "admins" in claims["cognito:groups"]
 
@@ -209,22 +205,7 @@ def test_admin_of_names_the_subject() -> None:
 
 
 # --------------------------------------------------------- the local Cognito authorizer
-def _moto_key() -> RSAKey:
-    """The private key moto signs every pool's tokens with (what Cognito keeps secret)."""
-    path = os.path.join(os.path.dirname(moto.cognitoidp.__file__), "resources", "jwks-private.json.gz")
-    with gzip.open(path) as file:
-        return RSAKey.import_key(json.loads(file.read()))
-
-
-MOTO_KEY = _moto_key()
-
-
-def _sign(claims: dict[str, Any], key: RSAKey = MOTO_KEY, kid: str = "dummy") -> str:
-    return jwt.encode({"alg": "RS256", "kid": kid, "typ": "JWT"}, claims, key)
-
-
-def _claims_of(token: str) -> dict[str, Any]:
-    return dict(json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "==")))
+MOTO_KEY = moto_signing_key()
 
 
 @pytest.fixture
@@ -259,7 +240,7 @@ def test_a_valid_id_token_gives_its_claims_as_api_gateway_does(authorizer: Any, 
 def test_missing_forged_expired_foreign_and_access_tokens_are_refused(authorizer: Any, stack: Stack) -> None:
     authorizers, route, found = authorizer
     token = found["tokens"]["IdToken"]
-    claims = _claims_of(token)
+    claims = jwt_claims(token)
     header, _, signature = token.split(".")
     promoted = {**claims, "cognito:groups": ["admins", "owners"]}
     altered = ".".join(
@@ -274,16 +255,17 @@ def test_missing_forged_expired_foreign_and_access_tokens_are_refused(authorizer
         "empty": [("Authorization", "")],
         "not a JWT": [("Authorization", "Bearer nonsense")],
         "altered payload": [("Authorization", altered)],
-        "signed with another key": [("Authorization", _sign(claims, other_key))],
-        "expired": [("Authorization", _sign({**claims, "exp": int(time.time()) - 1}))],
-        "no expiry": [("Authorization", _sign({k: v for k, v in claims.items() if k != "exp"}))],
-        "another pool": [("Authorization", _sign(other_pool))],
+        "signed with another key": [("Authorization", sign_jwt(claims, other_key))],
+        "expired": [("Authorization", sign_jwt({**claims, "exp": int(time.time()) - 1}, MOTO_KEY))],
+        "no expiry": [("Authorization", sign_jwt({k: v for k, v in claims.items() if k != "exp"}, MOTO_KEY))],
+        "another pool": [("Authorization", sign_jwt(other_pool, MOTO_KEY))],
         "access token": [("Authorization", found["tokens"]["AccessToken"])],
         "alg none": [("Authorization", _unsigned(claims))],
     }
     for reason, headers in refused.items():
         assert authorizers.claims(route, headers) is None, reason
-    assert authorizers.claims(route, [("Authorization", _sign(claims))]) is not None  # the control: re-signed as is
+    # the control: the same claims re-signed as they were are accepted
+    assert authorizers.claims(route, [("Authorization", sign_jwt(claims, MOTO_KEY))]) is not None
 
 
 def _unsigned(claims: dict[str, Any]) -> str:

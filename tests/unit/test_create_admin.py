@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
 
-from tests.support import REGION, ROOT
+from tests.support import REGION, load_script
 
-
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_load("publish_web")  # create_admin imports it as scripts/ does
-create_admin = _load("create_admin")
+load_script("publish_web")  # create_admin imports it as scripts/ does
+create_admin = load_script("create_admin")
 
 
 @pytest.fixture

@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
 
-from tests.support import REGION, ROOT
+from tests.support import REGION, load_script
 
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("publish_web", ROOT / "scripts" / "publish_web.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["publish_web"] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-publish_web = _load()
+publish_web = load_script("publish_web")
 
 BUCKET = "mailroom-test-webbucket"
 STACK_TEMPLATE = """
