@@ -131,9 +131,20 @@ def test_a_line_break_or_control_character_in_a_sign_up_is_refused_naming_the_fi
 
 
 @pytest.mark.parametrize(
-    "address", ["eve@example.com\r\nBcc: victim@example.com", "eve@example.com\nX: y", "e\rve@x.com"]
+    "address",
+    [
+        # a line break (header injection)
+        "eve@example.com\r\nBcc: victim@example.com",
+        "eve@example.com\nX: y",
+        "e\rve@x.com",
+        # addresses SES cannot send to
+        "josé@example.com",
+        "用户@example.com",
+        "ada@exa mple.com",
+        "ada@\u202eexample.com",
+    ],
 )
-def test_an_address_with_a_line_break_is_refused(
+def test_an_address_with_a_line_break_or_that_ses_cannot_send_to_is_a_400(
     stack: Stack, load_function: Loader, context: LambdaContext, address: str
 ) -> None:
     app = load_function("RegistrationFunction")
@@ -551,18 +562,6 @@ def test_internationalised_domains_are_stored_as_ascii(
     _deliver_confirmations(stack, load_function, context)
     [message] = _raw_mails()
     assert message["To"] == stored
-
-
-@pytest.mark.parametrize(
-    "address", ["josé@example.com", "用户@example.com", "ada@exa mple.com", "ada@\u202eexample.com"]
-)
-def test_an_address_that_ses_cannot_send_to_is_a_400(
-    stack: Stack, load_function: Loader, context: LambdaContext, address: str
-) -> None:
-    app = load_function("RegistrationFunction")
-    status, answer = _answer(app.lambda_handler(_registration({"email": address}), context))
-    assert (status, answer["error"]["field"]) == (400, "email")
-    assert _subscribers(stack) == []
 
 
 def test_a_non_utf8_body_is_a_400(stack: Stack, load_function: Loader, context: LambdaContext) -> None:
