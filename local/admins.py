@@ -68,23 +68,19 @@ class LocalAdmin:
 def create_local_admin(
     stack: Stack, provisioned: Provisioned, cognito: Callable[[], Any], email: str, password: str
 ) -> LocalAdmin | None:
-    """The admin of the stack's first user pool that has an app client (None without one)."""
-    pool_logical_id = next(
+    """The admin of the user pool of the stack's first app client (None without a client)."""
+    found = next(
         (
-            pool
-            for pool in provisioned.user_pools
-            if any(_pool_of(stack, client_logical_id) == pool for client_logical_id in provisioned.user_pool_clients)
+            (pool, client_id)
+            for client, client_id in provisioned.user_pool_clients.items()
+            if (pool := _pool_of(stack, client)) in provisioned.user_pools
         ),
         None,
     )
-    if pool_logical_id is None:
+    if found is None:
         return None
+    pool_logical_id, client_id = found
     pool_id = provisioned.user_pools[pool_logical_id]
-    client_id = next(
-        provisioned.user_pool_clients[client]
-        for client in provisioned.user_pool_clients
-        if _pool_of(stack, client) == pool_logical_id
-    )
     client = cognito()
     with contextlib.suppress(client.exceptions.UsernameExistsException):
         client.admin_create_user(
