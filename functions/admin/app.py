@@ -51,7 +51,7 @@ from mailroom.models import (
     TestSendRequest,
     utcnow,
 )
-from mailroom.observability import MetricUnit, logger, metrics
+from mailroom.observability import MetricUnit, log_metrics, logger, metrics
 from mailroom.worker import Budget
 
 settings = AdminSettings.from_env(os.environ)
@@ -383,7 +383,7 @@ install_error_handlers(app)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-@metrics.log_metrics(capture_cold_start_metric=True)
+@log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     metrics.add_metric(name="AdminRequests", unit=MetricUnit.Count, value=1)
     return app.resolve(event, context)

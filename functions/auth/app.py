@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mailroom.adapters.aws import CONFIG
 from mailroom.api import ApiError, install_error_handlers, parse_json_body, respond
 from mailroom.config import AuthSettings
-from mailroom.observability import MetricUnit, logger, metrics
+from mailroom.observability import MetricUnit, log_metrics, logger, metrics
 
 settings = AuthSettings.from_env(os.environ)
 cognito = boto3.client("cognito-idp", config=CONFIG)
@@ -124,6 +124,6 @@ install_error_handlers(app)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-@metrics.log_metrics(capture_cold_start_metric=True)
+@log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

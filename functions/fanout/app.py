@@ -23,7 +23,7 @@ from mailroom.adapters.sqs import TaskQueue
 from mailroom.config import FanoutSettingsEnv
 from mailroom.logic.fanout import FanoutSettings, run_step
 from mailroom.models import FanoutStep
-from mailroom.observability import MetricUnit, logger, metrics, timed
+from mailroom.observability import log_metrics, logger, task_metrics, timed
 from mailroom.worker import Budget, DeadLetters
 
 # A step stops starting pages this long before its timeout (one page takes well under a second).
@@ -35,13 +35,12 @@ subscribers = SubscriberRepository(settings.subscribers_table)
 results = CampaignResults(settings.results_table, settings.campaigns_table)
 task_queue = TaskQueue(settings.newsletter_queue_url)
 fanout_queue = TaskQueue(settings.fanout_queue_url)
-dead_letters = DeadLetters(TaskQueue(settings.dead_letter_queue_url), source="fanout")
+dead_letters = DeadLetters(TaskQueue(settings.dead_letter_queue_url), source="fanout", task_type="newsletter_fanout")
 fanout = FanoutSettings(
     page_size=settings.page_size,
     recipients_per_task=settings.recipients_per_task,
 )
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-metrics.set_default_dimensions(task_type="newsletter_fanout")
 
 
 def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> str:
@@ -52,7 +51,7 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
         return "dead-lettered"
     logger.set_correlation_id(step.correlation_id or record.message_id)
     logger.append_keys(campaign_id=step.campaign_id, segment=step.segment)
-    with timed():
+    with timed("newsletter_fanout"):
         result = run_step(
             step,
             campaigns,
@@ -63,14 +62,14 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
             fanout,
             Budget.of(lambda_context, STEP_MARGIN_MS),
         )
-    metrics.add_metric(name="TasksProcessed", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name="TasksQueued", unit=MetricUnit.Count, value=result.tasks)
-    metrics.add_metric(name="RecipientsQueued", unit=MetricUnit.Count, value=result.recipients)
+    task_metrics.add("newsletter_fanout", "TasksProcessed", 1)
+    task_metrics.add("newsletter_fanout", "TasksQueued", result.tasks)
+    task_metrics.add("newsletter_fanout", "RecipientsQueued", result.recipients)
     logger.info("fan-out step", extra={"state": result.state, "pages": result.pages, "recipients": result.recipients})
     return result.state
 
 
 @logger.inject_lambda_context
-@metrics.log_metrics(capture_cold_start_metric=True)
+@log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -21,33 +21,32 @@ from mailroom.config import DispatcherSettings
 from mailroom.logic.campaigns import dispatch_due
 from mailroom.logic.fanout import resume_stalled
 from mailroom.models import ScheduleInvocation, iso, utcnow
-from mailroom.observability import MetricUnit, logger, metrics, timed
+from mailroom.observability import log_metrics, logger, task_metrics, timed
 
 settings = DispatcherSettings.from_env(os.environ)
 clock = utcnow  # what "due" and "stalled" are judged by
 campaigns = CampaignRepository(settings.campaigns_table)
 fanout_queue = TaskQueue(settings.fanout_queue_url)
-metrics.set_default_dimensions(task_type="newsletter_dispatch")
 RECOVERY = "Recovery"  # the template's Recovery schedule
 
 
 @logger.inject_lambda_context(log_event=True)
-@metrics.log_metrics(capture_cold_start_metric=True)
+@log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     invocation = ScheduleInvocation.model_validate(event)
     # Due is judged at the time it runs: a retried firing an hour late also sends what
     # became due in that hour.
     now = clock()
     logger.set_correlation_id(invocation.execution_id or context.aws_request_id)
-    with timed():
+    with timed("newsletter_dispatch"):
         if invocation.schedule == RECOVERY:
             ran = ["resume_stalled"]
             result = {"started": [], "resumed": resume_stalled(campaigns, fanout_queue, now)}
         else:
             ran = ["start_due", "resume_stalled"]
             result = dispatch_due(campaigns, fanout_queue, settings.fanout_segments, now, logger.get_correlation_id())
-    metrics.add_metric(name="TasksProcessed", unit=MetricUnit.Count, value=1)
-    metrics.add_metric(name="CampaignsStarted", unit=MetricUnit.Count, value=len(result["started"]))
+    task_metrics.add("newsletter_dispatch", "TasksProcessed", 1)
+    task_metrics.add("newsletter_dispatch", "CampaignsStarted", len(result["started"]))
     return {
         "at": iso(now),
         "schedule": invocation.schedule,

@@ -37,13 +37,13 @@ from mailroom.links import Links
 from mailroom.logic.delivery import Sender
 from mailroom.logic.sending import CampaignSender, TaskResult, follow_ups
 from mailroom.models import CampaignTask
-from mailroom.observability import logger, metrics, timed
+from mailroom.observability import log_metrics, logger, task_metrics
 from mailroom.pacing import AccountRate, Pacer, share_of
 from mailroom.worker import Budget, DeadLetters, count_outcomes
 
 settings = NewsletterWorkerSettings.from_env(os.environ)
 newsletter_queue = TaskQueue(settings.newsletter_queue_url)
-dead_letters = DeadLetters(TaskQueue(settings.dead_letter_queue_url), source="newsletter")
+dead_letters = DeadLetters(TaskQueue(settings.dead_letter_queue_url), source="newsletter", task_type="newsletter")
 account_rate = AccountRate(limit=settings.max_send_rate)
 pacer = Pacer(rate=1.0)  # set from the account's rate at each invocation (cached for minutes)
 campaign_sender = CampaignSender(
@@ -65,7 +65,6 @@ FRESH_COPY_AFTER_RECEIVES = 3
 # walking it (its pauses made the pacer's threads send in bursts after them).
 gc.freeze()
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-metrics.set_default_dimensions(task_type="newsletter")
 
 
 # The results of this invocation's tasks, sent together before the records are reported.
@@ -95,8 +94,8 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
     logger.set_correlation_id(task.correlation_id or record.message_id)
     result = _done.pop(record.message_id)  # sent with the batch by _send_batch
     if isinstance(result, Exception):
+        task_metrics.add("newsletter", "TaskErrors", 1)
         raise result
-    count_outcomes(result.outcomes, len(result.throttled))
     if not result.started:
         if int(record.attributes.approximate_receive_count or 1) < FRESH_COPY_AFTER_RECEIVES:
             raise TaskRetry("the worker's time budget ran out before this task started")
@@ -105,6 +104,8 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
         newsletter_queue.send(record.body)
         logger.info("task handed back as a fresh message", extra={"task": task.task})
         return "handed back"
+    task_metrics.add("newsletter", "ProcessingTime", result.seconds * 1000)
+    count_outcomes("newsletter", result.outcomes, len(result.throttled))
     after = follow_ups(task, result)
     for rest, delay in after.hand_backs:
         newsletter_queue.send(rest.model_dump_json(exclude_none=True), delay_seconds=delay)
@@ -119,9 +120,8 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
 
 
 @logger.inject_lambda_context
-@metrics.log_metrics(capture_cold_start_metric=True)
+@log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     pacer.set_rate(share_of(account_rate(), settings.max_concurrency))
-    with timed():
-        _send_batch(event, context)
+    _send_batch(event, context)
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -34,7 +34,7 @@ from mailroom.config import RegistrationSettings
 from mailroom.links import CONFIRM, UNSUBSCRIBE
 from mailroom.logic.registration import Lifecycle, Registered
 from mailroom.models import Registration, SubscriberStatus
-from mailroom.observability import MetricUnit, logger, metrics
+from mailroom.observability import MetricUnit, log_metrics, logger, metrics
 from mailroom.pages import page
 from mailroom.tokens import TokenError
 
@@ -201,6 +201,6 @@ install_error_handlers(app)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
-@metrics.log_metrics(capture_cold_start_metric=True)
+@log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return app.resolve(event, context)

@@ -22,33 +22,34 @@ from mailroom.adapters.feedback import FeedbackLedger, RecordNotReady
 from mailroom.config import SesEventsSettings
 from mailroom.logic.feedback import BOUNCE, COMPLAINT, DELIVERY, Feedback, InvalidFeedback, apply_feedback, parse_event
 from mailroom.models import utcnow
-from mailroom.observability import MetricUnit, logger, metrics, timed
+from mailroom.observability import MetricUnit, log_metrics, logger, metrics, task_metrics, timed
 
 settings = SesEventsSettings.from_env(os.environ)
 store = FeedbackLedger(settings.results_table, settings.subscribers_table, settings.campaigns_table)
 clock = utcnow  # when a subscriber is suppressed
-metrics.set_default_dimensions(task_type="ses_event")
+TASK_TYPE = "ses_event"
 
 
 def count(feedback: Feedback) -> None:
     """Metrics of an event seen for the first time (a repeated delivery counts nothing)."""
-    metrics.add_metric(name="TasksProcessed", unit=MetricUnit.Count, value=1)
+    task_metrics.add(TASK_TYPE, "TasksProcessed", 1)
     if feedback.suppressed:
-        metrics.add_metric(name="SubscribersSuppressed", unit=MetricUnit.Count, value=feedback.suppressed)
+        task_metrics.add(TASK_TYPE, "SubscribersSuppressed", feedback.suppressed)
     if not feedback.new:
         return
     if feedback.event_type == DELIVERY:
-        metrics.add_metric(name="SesDeliveries", unit=MetricUnit.Count, value=1)
+        task_metrics.add(TASK_TYPE, "SesDeliveries", 1)
     elif feedback.event_type == COMPLAINT:
-        metrics.add_metric(name="SesComplaints", unit=MetricUnit.Count, value=1)
+        task_metrics.add(TASK_TYPE, "SesComplaints", 1)
     elif feedback.event_type == BOUNCE and feedback.bounce is not None:
-        dimensions = dict(metrics.default_dimensions) | {"bounce": feedback.bounce}
+        # one more dimension, the bounce type: its own EMF object
+        dimensions = {"task_type": TASK_TYPE, "bounce": feedback.bounce}
         with single_metric(name="SesBounces", unit=MetricUnit.Count, value=1, default_dimensions=dimensions) as metric:
             metric.add_dimension(name="service", value=metrics.service or "ses-events")
 
 
 @logger.inject_lambda_context
-@metrics.log_metrics(capture_cold_start_metric=True)
+@log_metrics
 def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     try:
         ses_event = parse_event(event)
@@ -58,7 +59,7 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
         return {"outcome": "malformed", "reason": str(exc)}
     logger.set_correlation_id(ses_event.id or context.aws_request_id)
     try:
-        with timed():
+        with timed(TASK_TYPE):
             feedback = apply_feedback(ses_event, store, clock)
     except RecordNotReady as exc:
         logger.warning(

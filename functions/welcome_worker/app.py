@@ -30,7 +30,7 @@ from mailroom.links import Links
 from mailroom.logic.delivery import Sender
 from mailroom.logic.welcome import send_confirmation, send_welcome
 from mailroom.models import ConfirmationTask, Outcome, WelcomeQueueTask, utcnow
-from mailroom.observability import logger, metrics, timed
+from mailroom.observability import log_metrics, logger, timed
 from mailroom.worker import Budget, DeadLetters, count_outcomes, plan_retry
 
 settings = WelcomeWorkerSettings.from_env(os.environ)
@@ -46,10 +46,9 @@ links = Links(
 tasks: TypeAdapter[WelcomeQueueTask] = TypeAdapter(WelcomeQueueTask)
 welcome_queue = TaskQueue(settings.welcome_queue_url)
 clock = utcnow  # what the age of another attempt's claim is judged by
-dead_letters = DeadLetters(TaskQueue(settings.dead_letter_queue_url), source="welcome")
+dead_letters = DeadLetters(TaskQueue(settings.dead_letter_queue_url), source="welcome", task_type="welcome")
 # Report every failed record, even when all failed: no Lambda error, no blanket retry.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-metrics.set_default_dimensions(task_type="welcome")
 
 
 def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> str:
@@ -62,12 +61,13 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
         dead_letters.send(record.body, f"invalid welcome queue task: {exc.errors(include_url=False)[:3]}")
         return "dead-lettered"
     logger.set_correlation_id(task.correlation_id or record.message_id)
-    with timed():
+    task_type = task.kind  # "confirmation" or "welcome": each has its own metrics
+    with timed(task_type):
         if isinstance(task, ConfirmationTask):
             delivery = send_confirmation(task, subscribers, ledger, mailer, sender, links, clock=clock)
         else:
             delivery = send_welcome(task, subscribers, ledger, mailer, sender, links, clock=clock)
-    count_outcomes({delivery.outcome: 1}, int(delivery.throttled))
+    count_outcomes(task_type, {delivery.outcome: 1}, int(delivery.throttled))
     if delivery.outcome is not Outcome.RETRY:
         return delivery.outcome.value
     # Throttled, failed transiently, or claimed by another attempt: a new, delayed message
@@ -77,13 +77,13 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
         update={"attempt": retry.attempt, "failures": retry.failures, "held": delivery.held or task.held}
     )
     if retry.dead:
-        dead_letters.send(again.model_dump_json(exclude_none=True), delivery.error or "unknown error")
+        dead_letters.send(again.model_dump_json(exclude_none=True), delivery.error or "unknown error", task_type)
         return "dead-lettered"
     welcome_queue.send(again.model_dump_json(exclude_none=True), delay_seconds=retry.delay_seconds)
     return "retry later"
 
 
 @logger.inject_lambda_context
-@metrics.log_metrics(capture_cold_start_metric=True)
+@log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -27,7 +27,8 @@ DOC = ROOT / "docs" / "security-infrastructure.md"
 API = "MailroomApi"
 RATE_LIMITS = "RateLimitsTable"
 # Actions that have no resource-level permissions: IAM accepts only Resource "*" for them.
-NO_RESOURCE_LEVEL = {"ses:GetAccount"}
+# Actions IAM authorizes only on "*" (the Service Authorization Reference lists no resource type for them).
+NO_RESOURCE_LEVEL = {"ses:GetAccount", "cloudwatch:GetMetricData"}
 # SAM policy templates a function may use: each grants its actions on the one resource it names.
 SAM_POLICY_TEMPLATES = {"SQSSendMessagePolicy"}
 
@@ -480,14 +481,14 @@ def test_every_function_is_granted_only_its_own_actions_on_its_own_resources(sta
     assert len(functions(raw)) >= 8
     assert broad_grants(raw) == []
     assert foreign_resources(raw) == []
-    # and the one "*": SES's GetAccount has no resource-level permissions
+    # and the two "*": SES's GetAccount and CloudWatch's GetMetricData have no resource-level permissions
     stars = [
         (function, statement["Action"])
         for function in functions(raw)
         for statement in statements(raw, function)
         if "*" in as_list(statement["Resource"])
     ]
-    assert stars == [("NewsletterWorkerFunction", ["ses:GetAccount"])]
+    assert stars == [("NewsletterWorkerFunction", ["ses:GetAccount"]), ("AdminFunction", ["cloudwatch:GetMetricData"])]
 
 
 def test_broad_and_foreign_grants_are_found(raw: Template) -> None:

@@ -14,15 +14,17 @@ query parameter or JSON field (a link's signed token, a sign-in's secrets), beco
 
 from __future__ import annotations
 
+import functools
 import re
 import time
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 # a local part (no spaces, quotes or brackets) "@" a domain with at least one dot
 ADDRESS = re.compile(r"[^\s\"'<>()\[\],;:@\\]+@((?:[A-Za-z0-9-]+\.)+[A-Za-z0-9-]+)")
@@ -53,16 +55,116 @@ class RedactingFormatter(LambdaPowertoolsFormatter):
 
 
 logger = Logger(logger_formatter=RedactingFormatter())
+# A function's own metrics (sign-ups, admin requests, ...): dimension set {service}.
 metrics = Metrics()
 
-__all__ = ["MetricUnit", "logger", "metrics", "redact", "timed"]
+__all__ = [
+    "TASK_METRICS",
+    "TASK_TYPES",
+    "MetricUnit",
+    "TaskMetrics",
+    "log_metrics",
+    "logger",
+    "metrics",
+    "redact",
+    "task_metrics",
+    "timed",
+]
+
+# The task types, each with the service (POWERTOOLS_SERVICE_NAME, template.yaml) of the one
+# function that handles it. Task metrics carry the dimension set {service, task_type}: the
+# dashboard, the alarms and GET /admin/metrics name them by these pairs.
+TASK_TYPES: dict[str, str] = {
+    "confirmation": "welcome-worker",
+    "welcome": "welcome-worker",
+    "newsletter_dispatch": "newsletter-dispatcher",
+    "newsletter_fanout": "fanout",
+    "newsletter": "newsletter-worker",
+    "ses_event": "ses-events",
+}
+
+# Every metric recorded per task type, with its unit. ``TaskMetrics.add`` refuses any other
+# name, so this list is the whole contract (tests/unit/test_monitoring.py holds the template to it).
+TASK_METRICS: dict[str, str] = {
+    "TasksProcessed": MetricUnit.Count.value,  # tasks finished (whatever their mails' outcomes)
+    "ProcessingTime": MetricUnit.Milliseconds.value,  # per task, finished or not
+    "TaskErrors": MetricUnit.Count.value,  # tasks whose handling raised (retried by SQS)
+    "TasksDeadLettered": MetricUnit.Count.value,
+    "MailsSent": MetricUnit.Count.value,
+    "MailsFailed": MetricUnit.Count.value,  # permanent rejections, recorded failed
+    "MailsRetried": MetricUnit.Count.value,  # handed back to the queue (transient errors, waits)
+    "MailsThrottled": MetricUnit.Count.value,  # SES throttled the send; retried later
+    "MailsUncertain": MetricUnit.Count.value,  # SES's answer was lost
+    "MailsSkipped": MetricUnit.Count.value,
+    "DuplicatesSuppressed": MetricUnit.Count.value,
+    "TasksQueued": MetricUnit.Count.value,  # fan-out: newsletter tasks put on the queue
+    "RecipientsQueued": MetricUnit.Count.value,
+    "CampaignsStarted": MetricUnit.Count.value,  # dispatcher
+    "SesDeliveries": MetricUnit.Count.value,
+    "SesComplaints": MetricUnit.Count.value,
+    "SubscribersSuppressed": MetricUnit.Count.value,
+}
+
+
+class TaskMetrics:
+    """Metrics per task type: one EMF object per task type an invocation handled.
+
+    Powertools gives one dimension set to all the metrics of an object; a function that
+    handles two task types (the welcome worker: confirmations and welcomes) needs two. Each
+    task type gets its own ``EphemeralMetrics`` with the default dimension ``task_type``
+    (``service`` comes from the environment); :meth:`flush` prints them at the end of the
+    invocation (:func:`log_metrics`).
+    """
+
+    def __init__(self) -> None:
+        self._sets: dict[str, EphemeralMetrics] = {}
+
+    def add(self, task_type: str, name: str, value: float) -> None:
+        if task_type not in TASK_TYPES or name not in TASK_METRICS:
+            raise ValueError(f"no task metric {name!r} for task type {task_type!r}")
+        emf = self._sets.get(task_type)
+        if emf is None:
+            emf = self._sets[task_type] = EphemeralMetrics(namespace=metrics.namespace, service=metrics.service)
+            emf.set_default_dimensions(task_type=task_type)
+        emf.add_metric(name=name, unit=TASK_METRICS[name], value=value)
+
+    def flush(self) -> None:
+        for emf in self._sets.values():
+            if emf.metric_set:
+                emf.flush_metrics()
+
+
+task_metrics = TaskMetrics()
+
+# A worker's own Metrics object is often empty: its figures are task metrics. Powertools
+# warns about an empty flush at the end of every such invocation; it is expected here.
+warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
+
+
+def log_metrics(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """A handler's metrics: its own (and the cold start), then its task metrics, flushed at the
+    end of every invocation, failed ones included."""
+
+    @metrics.log_metrics(capture_cold_start_metric=True)
+    @functools.wraps(handler)
+    def wrapper(event: Any, context: Any) -> Any:
+        try:
+            return handler(event, context)
+        finally:
+            task_metrics.flush()
+
+    return wrapper  # type: ignore[no-any-return]  # Powertools' decorator is untyped
 
 
 @contextmanager
-def timed(metric_name: str = "ProcessingTime") -> Iterator[None]:
-    """Record how long the block took, in milliseconds, as ``metric_name``."""
+def timed(task_type: str) -> Iterator[None]:
+    """One task of ``task_type``: how long it took (``ProcessingTime``, ms), and a ``TaskErrors``
+    if it raised."""
     started = time.perf_counter()
     try:
         yield
+    except Exception:
+        task_metrics.add(task_type, "TaskErrors", 1)
+        raise
     finally:
-        metrics.add_metric(name=metric_name, unit=MetricUnit.Milliseconds, value=(time.perf_counter() - started) * 1000)
+        task_metrics.add(task_type, "ProcessingTime", (time.perf_counter() - started) * 1000)

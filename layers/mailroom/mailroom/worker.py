@@ -13,7 +13,7 @@ from typing import Protocol
 from mailroom.logic.delivery import STALE_CLAIM_SECONDS
 from mailroom.logic.ports import Queue
 from mailroom.models import Outcome, iso, utcnow
-from mailroom.observability import MetricUnit, logger, metrics
+from mailroom.observability import logger, task_metrics
 
 # Stop starting sends when less than this is left: one SES call (2 s connect + 10 s read)
 # plus recording its result must fit in what remains.
@@ -62,13 +62,14 @@ class DeadLetters:
     never finished (crashed or timed out every time): those arrive without a reason.
     """
 
-    def __init__(self, queue: Queue, source: str) -> None:
+    def __init__(self, queue: Queue, source: str, task_type: str) -> None:
         self.queue = queue
         self.source = source
+        self.task_type = task_type  # of the tasks on the queue, for a task too malformed to tell
 
-    def send(self, body: str, reason: str) -> None:
+    def send(self, body: str, reason: str, task_type: str | None = None) -> None:
         self.queue.send(body, attributes={"error": reason[:1000], "failed_at": iso(utcnow()), "source": self.source})
-        metrics.add_metric(name="TasksDeadLettered", unit=MetricUnit.Count, value=1)
+        task_metrics.add(task_type or self.task_type, "TasksDeadLettered", 1)
         logger.error("task dead-lettered", extra={"reason": reason[:1000], "source": self.source})
 
 
@@ -102,11 +103,11 @@ _METRIC_OF = {
 }
 
 
-def count_outcomes(counts: Mapping[Outcome, int], throttled: int = 0) -> None:
-    """Emit one metric per outcome (and throttles) for a task."""
-    metrics.add_metric(name="TasksProcessed", unit=MetricUnit.Count, value=1)
+def count_outcomes(task_type: str, counts: Mapping[Outcome, int], throttled: int = 0) -> None:
+    """Emit one metric per outcome (and throttles) for a finished task of ``task_type``."""
+    task_metrics.add(task_type, "TasksProcessed", 1)
     for outcome, name in _METRIC_OF.items():
         if counts.get(outcome):
-            metrics.add_metric(name=name, unit=MetricUnit.Count, value=counts[outcome])
+            task_metrics.add(task_type, name, counts[outcome])
     if throttled:
-        metrics.add_metric(name="MailsThrottled", unit=MetricUnit.Count, value=throttled)
+        task_metrics.add(task_type, "MailsThrottled", throttled)

@@ -28,6 +28,7 @@ again after the delay.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -107,6 +108,7 @@ class TaskResult:
     not_started: list[Recipient] = field(default_factory=list)  # the time budget ran out first
     last_error: str | None = None
     started: bool = True  # False: nothing was done, the task must be redelivered as it is
+    seconds: float = 0.0  # how long processing it took
 
 
 @dataclass(frozen=True)
@@ -192,8 +194,11 @@ class CampaignSender:
             return list(pool.map(lambda task: self._guarded(task, budget), tasks))
 
     def _guarded(self, task: CampaignTask, budget: Budget) -> TaskResult | Exception:
+        started = time.perf_counter()
         try:
-            return self.process(task, budget)
+            result = self.process(task, budget)
+            result.seconds = time.perf_counter() - started
+            return result
         except Exception as exc:  # the caller fails that task's record only
             logger.exception("task failed", extra={"task": task.task, "campaign_id": task.campaign_id})
             return exc
