@@ -7,8 +7,13 @@ lines arrive here, one by one, from each sandbox:
 * Powertools JSON log lines -> ``HH:MM:SS LEVEL [function] message key=value ...`` (the
   Lambda context keys are left out, an ``exception`` is printed indented below);
 * EMF blobs (JSON with an ``_aws`` key) -> one ``METRICS`` summary line; the raw objects
-  are kept in memory (:attr:`Console.metrics`) like CloudWatch would keep the metrics;
+  are kept in memory (:attr:`Console.metrics`) and handed to :attr:`Console.metric_sink`
+  (the runtime's :class:`~.metrics.MetricStore`, which makes CloudWatch metrics of them);
 * anything else -> the line as is, prefixed with the function.
+
+The JSON log records are kept too, the last ``max_logs`` of them (:meth:`Console.logs`,
+``GET /_local/logs``): what CloudWatch Logs Insights would find, e.g. every line of one
+correlation id, from the API call through the queues to the send.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any, TextIO
 
 __all__ = ["Console"]
@@ -57,10 +63,15 @@ _RESET = "\033[0m"
 class Console:
     """Thread-safe line printer; also the in-memory store of EMF metric objects."""
 
-    def __init__(self, stream: TextIO | None = None, *, quiet: bool = False, max_metrics: int = 10_000) -> None:
+    def __init__(
+        self, stream: TextIO | None = None, *, quiet: bool = False, max_metrics: int = 10_000, max_logs: int = 20_000
+    ) -> None:
         self.stream = stream if stream is not None else sys.stdout
         self.quiet = quiet
+        self._logs: deque[dict[str, Any]] = deque(maxlen=max_logs)
         self.metrics: deque[dict[str, Any]] = deque(maxlen=max_metrics)
+        # called with every EMF object and the function that printed it
+        self.metric_sink: Callable[[dict[str, Any], str], Any] | None = None
         self._lock = threading.Lock()
         self._colour = bool(getattr(self.stream, "isatty", lambda: False)()) and "NO_COLOR" not in os.environ
 
@@ -118,8 +129,12 @@ class Console:
                 data = None
         if isinstance(data, dict) and isinstance(data.get("_aws"), dict):
             self.metrics.append(data)
+            if self.metric_sink is not None:
+                self.metric_sink(data, function)
             self._emit("METRICS", function, summarize_emf(data))
         elif isinstance(data, dict) and "level" in data and "message" in data:
+            with self._lock:
+                self._logs.append({"function": function, **data})
             level = str(data["level"]).upper()
             fields = " ".join(f"{key}={_short(value)}" for key, value in data.items() if key not in _CONTEXT_KEYS)
             text = f"{_short(data['message'], quote=False)} {fields}".rstrip()
@@ -128,6 +143,21 @@ class Console:
             self._emit(level, function, text, extra)
         else:
             self._emit("", function, line.rstrip())
+
+    def logs(
+        self, correlation_id: str | None = None, function: str | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """The kept JSON log records, oldest first (the last ``limit``), of one correlation id
+        and/or function if given."""
+        with self._lock:
+            records = list(self._logs)
+        found = [
+            record
+            for record in records
+            if (correlation_id is None or record.get("correlation_id") == correlation_id)
+            and (function is None or record.get("function") == function)
+        ]
+        return found[-limit:]
 
 
 def summarize_emf(blob: dict[str, Any]) -> str:

@@ -1,5 +1,6 @@
 """What moto lacks and the application needs: SES v2 ``GetAccount``, the configuration set
-and tags of a ``SendEmail``, Cognito's answer to an unknown sign-in session (and,
+and tags of a ``SendEmail``, Cognito's answer to an unknown sign-in session, CloudWatch's
+percentile statistics in ``GetMetricData`` (and,
 via :mod:`.moto_dynamodb`, atomic conditional writes and
 item-level transactions in DynamoDB).
 
@@ -44,6 +45,7 @@ import json
 import logging
 import math
 import os
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -139,6 +141,7 @@ def install(max_send_rate: float | None = None) -> float:
     if not getattr(SESV2Response.send_email, _WRAPPED, False):
         setattr(SESV2Response, "send_email", _listening(SESV2Response.send_email))  # noqa: B010 - a method replaced
     _install_cognito_sessions()
+    _install_cloudwatch_percentiles()
     moto_dynamodb.install()
     return rate
 
@@ -165,6 +168,40 @@ def _install_cognito_sessions() -> None:
 
     setattr(respond_to_auth_challenge, _WRAPPED, True)
     setattr(CognitoIdpBackend, "respond_to_auth_challenge", respond_to_auth_challenge)  # noqa: B010 - a method replaced
+
+
+_PERCENTILE = re.compile(r"p(\d{1,2}(?:\.\d{1,3})?)")
+
+
+def percentile(values: list[float], p: float) -> float:
+    """The nearest-rank ``p``th percentile of ``values`` (not empty): the smallest value with at
+    least ``p`` percent of the values at or below it. CloudWatch's own percentiles are
+    estimates of the same quantity."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def _install_cloudwatch_percentiles() -> None:
+    """CloudWatch answers ``GetMetricData`` with the statistics ``p50``, ``p95``, ``p99.9``...
+    moto 5.2.5 knows only Sum, Average, Minimum, Maximum and SampleCount, and answers a
+    percentile with a null value. Compute percentiles over the period's single values
+    (idempotent)."""
+    from moto.cloudwatch.models import Statistics
+
+    statistic = Statistics.get_statistics_for_type
+    if getattr(statistic, _WRAPPED, False):
+        return
+
+    def get_statistics_for_type(self: Any, stat: str) -> Any:
+        match = _PERCENTILE.fullmatch(stat)
+        if match is None:
+            return statistic(self, stat)
+        values = self.metric_single_values_list
+        return percentile(values, float(match.group(1))) if values else None
+
+    setattr(get_statistics_for_type, _WRAPPED, True)
+    setattr(Statistics, "get_statistics_for_type", get_statistics_for_type)  # noqa: B010 - a method replaced
 
 
 def reported_max_send_rate() -> float:

@@ -39,6 +39,7 @@ from .admins import DEFAULT_ADMIN_EMAIL, LocalAdmin, create_local_admin, random_
 from .api import Router
 from .auth import CognitoAuthorizers
 from .console import Console
+from .metrics import MetricStore
 from .outbox import Outbox
 from .parameters import TemplateError
 from .pollers import SqsPoller, plan_concurrency
@@ -95,6 +96,9 @@ class Runtime:
         self.host = host
         self.port = port
         self.console = Console(stream, quiet=quiet)
+        # the functions' EMF output, made CloudWatch metrics in the local CloudWatch (moto's)
+        self.metrics = MetricStore(lambda: self.client("cloudwatch"), warn=self.console.warning)
+        self.console.metric_sink = self.metrics.add
         # Replaced in start() when the runtime fills in PublicUrl (the port is known then).
         self.stack = Stack.load(self.template_path, overrides=overrides, region=region)
         if web_dir is True:
@@ -217,6 +221,7 @@ class Runtime:
             account_id=stack.account_id,
             console=self.console,
             authorize=self.authorizers.claims,
+            metrics=self.metrics.summary,
         )
 
         self._previous_ses_max_send_rate = moto_ext.reported_max_send_rate()
@@ -424,6 +429,8 @@ class Runtime:
             "GET     /_local/outbox             sent mails (DELETE clears)",
             "GET     /_local/schedules          schedules; POST /_local/schedules/<name> fires one now",
             "GET     /_local/queues             queue depths, dead-letter queues included",
+            "GET     /_local/metrics            the functions' metrics (EMF): sums, p50, p95",
+            "GET     /_local/logs               the functions' log records (?correlation_id=...)",
             "GET     /_local/ses-events         SES events published (mailbox simulator) and delivered",
             'GET     /_local/health             {"status": "ok"}',
         ):

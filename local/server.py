@@ -24,6 +24,11 @@ Local routes:
   ``POST /_local/schedules/<name>`` fires one now and answers with the function's result
   (a function error is a 502 with Lambda's error object; an unknown name a 404)
 * ``GET /_local/queues`` -> each queue's approximate visible / in-flight message counts
+* ``GET /_local/metrics`` -> the functions' metrics (from their EMF output, :mod:`.metrics`):
+  each (namespace, metric, dimensions) with samples, sum, min, max, p50, p95;
+  ``?minutes=N`` only those of the last N minutes
+* ``GET /_local/logs`` -> the functions' JSON log records, oldest first (the last 1,000, or
+  ``?limit=N``); ``?correlation_id=...`` only one task's trail, ``?function=...`` one function's
 * ``GET /_local/ses-events`` -> SES event publishing (:mod:`mailroom_local.ses_events`): the
   mode (``simulator``, ``all``, ``off``), the EventBridge rules, and how many sends published
   events, events were emitted, matched a rule, were delivered, failed (each failed
@@ -42,6 +47,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 from .api import MAX_PAYLOAD_BYTES, ApiResponse, Router, build_event, error_response, proxy_response
 from .console import Console
@@ -99,6 +105,8 @@ class HttpApp:
     account_id: str
     console: Console
     ses_events: Callable[[], dict[str, Any]] | None = None
+    # the functions' metrics: summary(since epoch seconds or None)
+    metrics: Callable[[float | None], list[dict[str, Any]]] | None = None
     # the routes' authorizers (API Gateway's Cognito authorizer): claims, or None = 401
     authorize: Callable[[RouteSpec, list[tuple[str, str]]], dict[str, str] | None] | None = None
 
@@ -186,12 +194,31 @@ class HttpApp:
         if self.ses_events is not None:
             status = self.ses_events
             routes["/_local/ses-events"] = {"GET": lambda: json_response(200, status())}
+        if self.metrics is not None:
+            routes["/_local/metrics"] = {"GET": lambda: self._metrics(request.query)}
+        routes["/_local/logs"] = {"GET": lambda: self._logs(request.query)}
         if path not in routes:
             return json_response(404, {"message": "Not Found"})
         methods = routes[path]
         if method == "HEAD" and "GET" in methods:
             method = "GET"
         return methods[method]() if method in methods else _not_allowed()
+
+    def _metrics(self, query: str) -> ApiResponse:
+        assert self.metrics is not None
+        minutes = parse_qs(query).get("minutes", [""])[-1]
+        if minutes and not (minutes.isdigit() and 0 < int(minutes) <= 100_000):
+            return json_response(400, {"message": "minutes must be a whole number from 1 to 100000"})
+        since = time.time() - int(minutes) * 60 if minutes else None
+        return json_response(200, {"metrics": self.metrics(since)})
+
+    def _logs(self, query: str) -> ApiResponse:
+        params = {name: values[-1] for name, values in parse_qs(query).items()}
+        limit = params.get("limit", "1000")
+        if not (limit.isdigit() and 0 < int(limit) <= 20_000):
+            return json_response(400, {"message": "limit must be a whole number from 1 to 20000"})
+        records = self.console.logs(params.get("correlation_id"), params.get("function"), int(limit))
+        return json_response(200, {"logs": records})
 
     def _fire(self, name: str) -> ApiResponse:
         invocation = self.scheduler.fire_now(name)

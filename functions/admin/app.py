@@ -26,6 +26,7 @@ from mailroom.adapters.audience import PersonalRecords, SubscriberDirectory
 from mailroom.adapters.campaigns import CampaignRepository, InvalidCursor, decode_cursor, encode_cursor
 from mailroom.adapters.deadletters import DeadLetterOffice, DeadLetterQueue
 from mailroom.adapters.dynamodb import SubscriberRepository
+from mailroom.adapters.monitoring import CloudWatchMetrics
 from mailroom.adapters.parameters import PublicUrl
 from mailroom.adapters.results import CampaignResults
 from mailroom.adapters.secrets import LinkKeys
@@ -40,6 +41,7 @@ from mailroom.links import Links
 from mailroom.logic.audience import ImportRejected, erase, find, import_rows, parse_csv, to_csv
 from mailroom.logic.campaigns import CampaignAdmin, content_of
 from mailroom.logic.delivery import Sender
+from mailroom.logic.reporting import report
 from mailroom.models import (
     CampaignCreate,
     CampaignUpdate,
@@ -87,6 +89,7 @@ directory = SubscriberDirectory(settings.subscribers_table)
 personal_records = PersonalRecords(settings.results_table)
 welcome_queue = TaskQueue(settings.welcome_queue_url)
 SUBSCRIBER_STATUSES = tuple(status.value for status in SubscriberStatus)
+task_metrics_source = CloudWatchMetrics(metrics.namespace or "Mailroom")
 SUBSCRIBER_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
 CAMPAIGN_ID = re.compile(r"[0-9a-f]{32}")
 MAX_IMPORT_BYTES = 1024 * 1024
@@ -357,6 +360,13 @@ def redrive_dead_letters() -> Response[Any]:
     logger.info("dead letters redriven", extra={"moved": moved})
     metrics.add_metric(name="TasksRedriven", unit=MetricUnit.Count, value=sum(moved.values()))
     return respond(200, {"redriven": moved, "remaining": dead_letters.counts()})
+
+
+@app.get("/admin/metrics")
+def get_metrics() -> Response[Any]:
+    """The monitoring figures: tasks, mails, processing times and errors by type for the last
+    hour and day (from the functions' metrics in CloudWatch), and recent campaigns' progress."""
+    return respond(200, report(task_metrics_source, campaigns, utcnow()))
 
 
 @app.exception_handler(NotFound)  # type: ignore[untyped-decorator]

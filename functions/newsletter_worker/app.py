@@ -106,6 +106,8 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
         return "handed back"
     task_metrics.add("newsletter", "ProcessingTime", result.seconds * 1000)
     count_outcomes("newsletter", result.outcomes, len(result.throttled))
+    outcomes = {outcome.value: count for outcome, count in sorted(result.outcomes.items())}
+    logger.info("task done", extra={"task": task.task, "campaign_id": task.campaign_id, "outcomes": outcomes})
     after = follow_ups(task, result)
     for rest, delay in after.hand_backs:
         newsletter_queue.send(rest.model_dump_json(exclude_none=True), delay_seconds=delay)
@@ -116,7 +118,7 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
     if after.dead_letter:
         rest, reason = after.dead_letter
         dead_letters.send(rest.model_dump_json(exclude_none=True), reason)
-    return ",".join(f"{outcome}={count}" for outcome, count in sorted(result.outcomes.items()))
+    return ",".join(f"{outcome}={count}" for outcome, count in outcomes.items())
 
 
 @logger.inject_lambda_context

@@ -68,6 +68,8 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
         else:
             delivery = send_welcome(task, subscribers, ledger, mailer, sender, links, clock=clock)
     count_outcomes(task_type, {delivery.outcome: 1}, int(delivery.throttled))
+    done = {"task_type": task_type, "outcome": delivery.outcome.value, "subscriber_id": task.subscriber_id}
+    logger.info("task done", extra=done)
     if delivery.outcome is not Outcome.RETRY:
         return delivery.outcome.value
     # Throttled, failed transiently, or claimed by another attempt: a new, delayed message

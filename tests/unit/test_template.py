@@ -90,6 +90,7 @@ def test_the_api_has_the_registration_and_admin_routes(stack: Stack) -> None:
         ("GET", "/admin/campaigns/{id}/recipients"),
         ("GET", "/admin/dead-letters"),
         ("POST", "/admin/dead-letters/redrive"),
+        ("GET", "/admin/metrics"),
     }
     assert set(routes.values()) == {"AdminFunction"}
 

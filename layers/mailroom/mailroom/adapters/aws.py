@@ -61,3 +61,7 @@ def sesv2_read_client() -> SESV2Client:
     """For SES calls that change nothing (GetAccount): retried like every other client."""
     client: SESV2Client = _client("sesv2")
     return client
+
+
+def cloudwatch_client() -> Any:
+    return _client("cloudwatch")

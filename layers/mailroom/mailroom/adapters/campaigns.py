@@ -162,6 +162,17 @@ class CampaignRepository:
                     found.append((str(item["id"]), CampaignStatus(item["status"]), str(started_at)))
         return found
 
+    def recent(self, since: str, limit: int) -> list[Campaign]:
+        """The campaigns sending now or started at or after ``since``, most recently started
+        first, at most ``limit``, with their counters."""
+        started = [
+            (started_at, campaign_id)
+            for campaign_id, status, started_at in self.started()
+            if status is CampaignStatus.SENDING or started_at >= since
+        ]
+        found = [self.get(campaign_id) for _, campaign_id in sorted(started, reverse=True)[:limit]]
+        return [campaign for campaign in found if campaign is not None]
+
     def with_status(self, status: CampaignStatus, due_before: str | None = None) -> list[Campaign]:
         """Every campaign in ``status`` (with ``due_at`` <= ``due_before`` if given), with counters.
 
