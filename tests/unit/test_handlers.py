@@ -336,3 +336,28 @@ def test_a_lost_ses_answer_is_not_retried_and_is_recorded_uncertain(
     assert _results(stack, "welcome")[task["subscriber_id"]]["status"] == "uncertain"
     assert app.lambda_handler(event, context) == {"batchItemFailures": []}
     assert sent_mails() == []
+
+
+# ----------------------------------------------------------------------------- monitoring
+
+
+def test_admin_metrics_sample_event_answers_the_figures_read_from_cloudwatch(
+    stack: Stack, load_function: Loader, context: LambdaContext
+) -> None:
+    # Given a newsletter worker's MailsSent in CloudWatch, under the dimensions Powertools gives it
+    cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+    dimensions = [{"Name": "service", "Value": "newsletter-worker"}, {"Name": "task_type", "Value": "newsletter"}]
+    cloudwatch.put_metric_data(
+        Namespace="Mailroom", MetricData=[{"MetricName": "MailsSent", "Dimensions": dimensions, "Values": [40, 10]}]
+    )
+    app = load_function("AdminFunction")
+    # When the admin asks for the figures with the sample event
+    response = app.lambda_handler(load_event("admin_get_metrics.json"), context)
+    # Then they are there, for the hour and the day, and nothing else was counted
+    assert response["statusCode"] == 200, response["body"]
+    body = json.loads(response["body"])
+    assert body["unavailable"] is None and body["campaigns"] == []
+    for window in ("hour", "day"):
+        assert body["windows"][window]["task_types"]["newsletter"]["mails"]["sent"] == 50
+        assert body["windows"][window]["totals"]["mails_sent"] == 50
+        assert body["windows"][window]["task_types"]["welcome"]["mails"]["sent"] == 0
