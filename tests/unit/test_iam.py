@@ -111,6 +111,8 @@ def needed(service: str, operation: str, params: dict[str, Any]) -> list[tuple[s
     if service == "ssm":
         # a parameter's ARN names it without its leading slash: /stack/public-url -> parameter/stack/public-url
         return [(f"ssm:{operation}", f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/{params['Name'].lstrip('/')}")]
+    if service == "cloudwatch" and operation == "GetMetricData":
+        return [("cloudwatch:GetMetricData", "*")]  # no resource-level permission
     if service == "cognito-idp" and operation in ("InitiateAuth", "RespondToAuthChallenge"):
         return []  # a public client's sign-in: Cognito authorizes it with the password, not IAM
     raise AssertionError(f"no IAM mapping for {service}:{operation}")
@@ -226,6 +228,8 @@ def _drive_everything(stack: Stack, campaigns: Campaigns) -> None:
     # the admin's dead-letter view and redrive
     campaigns.call("GET", "/admin/dead-letters")
     campaigns.call("POST", "/admin/dead-letters/redrive", {})
+    # the monitoring figures (CloudWatch, and the recent campaigns)
+    assert campaigns.call("GET", "/admin/metrics")[0] == 200
     _drive_ses_events(campaigns, first["id"])
     # the console's sign-in
     cognito = boto3.client("cognito-idp", region_name=REGION)
