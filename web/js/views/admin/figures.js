@@ -1,16 +1,40 @@
-// The monitoring figures, gathered from the admin API as it is today: campaigns by status,
-// mail and feedback totals over the listed campaigns, dead letters per queue, subscribers by
-// status (counted page by page up to a cap).
+// The monitoring figures. GET /admin/metrics gives the task figures of the last hour and day
+// (per task type: processed, mails, p50/p95 processing time, errors by type; from the
+// functions' metrics in CloudWatch) and the recent campaigns' progress (rate, ETA). What it
+// does not give still comes from the listings: campaigns by status, mail and feedback totals
+// over the listed campaigns, dead letters per queue, subscribers by status (counted page by
+// page up to a cap).
 //
-// gatherFigures() is the one place that knows where figures come from. When the API gets a
-// metrics route (issue #8), it can read GET /admin/metrics first and map its answer onto the
-// same Figures shape; the views that show figures need not change.
+// gatherFigures() is the one place that knows where figures come from and maps each answer
+// onto the Figures shape below; the views that show figures know only that shape.
 
 import { admin } from "../../api.js";
 
 export const CAMPAIGN_STATUSES = ["draft", "scheduled", "sending", "sent", "cancelled"];
 export const SUBSCRIBER_STATUSES = ["pending", "subscribed", "unsubscribed", "suppressed"];
 export const DEAD_LETTER_QUEUES = ["welcome", "newsletter", "fanout"];
+// The task types of GET /admin/metrics, in the order the overview lists them.
+export const TASK_TYPES = [
+  ["confirmation", "Confirmation"],
+  ["welcome", "Welcome"],
+  ["newsletter", "Newsletter send"],
+  ["newsletter_fanout", "Newsletter fan-out"],
+  ["newsletter_dispatch", "Dispatcher"],
+  ["ses_event", "SES events"],
+];
+// The errors by type: every task type has the first two, the mail task types all of them.
+export const ERROR_TYPES = [
+  ["task_errors", "Task errors"],
+  ["dead_lettered", "Dead-lettered"],
+  ["failed", "Mails failed"],
+  ["retried", "Retried"],
+  ["throttled", "Throttled"],
+  ["uncertain", "Uncertain"],
+];
+export const WINDOWS = [
+  ["hour", "Last hour"],
+  ["day", "Last day"],
+];
 
 const CAMPAIGN_PAGE = 100;
 const CAMPAIGN_PAGES = 5; // the newest 500 campaigns
@@ -21,9 +45,35 @@ const SUBSCRIBER_PAGES = 2;
 
 /**
  * @typedef {{count: number, more: boolean}} Count  more: the cap was reached, count is a lower bound
+ * @typedef {object} TaskRow  one task type's figures in a window (or the window's totals)
+ * @property {string} type              the API's task type ("total" for the totals)
+ * @property {string} label
+ * @property {number} processed
+ * @property {?number} mailsSent        null: the task type sends no mail itself
+ * @property {?number} p50              processing time in ms; null without samples (and for totals)
+ * @property {?number} p95
+ * @property {Object<string, ?number>} errors  per ERROR_TYPES key; null: the type cannot have it
+ * @typedef {{key: string, label: string, start: Date, end: Date, rows: TaskRow[], totals: TaskRow}} TaskWindow
+ * @typedef {object} CampaignProgress  a campaign sending now or started in the last day
+ * @property {string} id
+ * @property {string} subject
+ * @property {string} status
+ * @property {?Date} startedAt
+ * @property {?Date} finishedAt
+ * @property {boolean} fanoutDone       every recipient counted (recipients is final)
+ * @property {number} recipients
+ * @property {number} done              sent + failed + skipped + uncertain
+ * @property {number} sent
+ * @property {number} failed
+ * @property {?number} remaining        null until the fan-out has counted everyone
+ * @property {?number} rate             mails per second on average since it started
+ * @property {?Date} eta                when it should be done (only while sending)
  * @typedef {object} Figures
- * @property {string} source             where the figures came from ("api": computed from the listings)
- * @property {Date} at                   when they were gathered
+ * @property {string} source             where the figures came from ("metrics": GET /admin/metrics and the listings; "listings": the listings alone)
+ * @property {Date} at                   when they were gathered (the metrics' generated_at if there are metrics)
+ * @property {?TaskWindow[]} tasks       the last hour and day; null when unavailable or not read
+ * @property {?string} tasksUnavailable  why CloudWatch's figures are missing (the API's message)
+ * @property {?CampaignProgress[]} progress  null when GET /admin/metrics could not be read
  * @property {?{byStatus: Object<string, number>, counted: number, more: boolean, active: object[]}} campaigns
  * @property {?{recipients: number, queued: number, sent: number, failed: number, skipped: number, uncertain: number}} mails
  * @property {?{delivered: number, bounced: number, complained: number, bounceRate: ?number, complaintRate: ?number}} feedback
@@ -83,20 +133,107 @@ export function summarizeCampaigns(items) {
   };
 }
 
+function dateOrNull(iso) {
+  if (!iso) return null;
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime()) ? null : date;
+}
+
+function taskRow(type, label, figures) {
+  const errors = figures.errors || {};
+  return {
+    type,
+    label,
+    processed: figures.processed || 0,
+    mailsSent: figures.mails ? figures.mails.sent : null,
+    p50: figures.processing_ms ? figures.processing_ms.p50 : null,
+    p95: figures.processing_ms ? figures.processing_ms.p95 : null,
+    errors: Object.fromEntries(ERROR_TYPES.map(([key]) => [key, key in errors ? errors[key] : null])),
+  };
+}
+
+/** GET /admin/metrics' windows -> TaskWindow[] (pure). */
+export function mapWindows(windows) {
+  return WINDOWS.map(([key, label]) => {
+    const window = windows[key];
+    const types = window.task_types || {};
+    const totals = window.totals || {};
+    return {
+      key,
+      label,
+      start: dateOrNull(window.start),
+      end: dateOrNull(window.end),
+      rows: TASK_TYPES.map(([type, typeLabel]) => taskRow(type, typeLabel, types[type] || {})),
+      totals: {
+        type: "total",
+        label: "All task types",
+        processed: totals.processed || 0,
+        mailsSent: totals.mails_sent || 0,
+        p50: null,
+        p95: null,
+        errors: Object.fromEntries(ERROR_TYPES.map(([key]) => [key, (totals.errors || {})[key] || 0])),
+      },
+    };
+  });
+}
+
+/** GET /admin/metrics' campaigns -> CampaignProgress[] (pure). */
+export function mapProgress(campaigns) {
+  return campaigns.map((campaign) => ({
+    id: campaign.id,
+    subject: campaign.subject,
+    status: campaign.status,
+    startedAt: dateOrNull(campaign.started_at),
+    finishedAt: dateOrNull(campaign.finished_at),
+    fanoutDone: Boolean(campaign.fanout_done),
+    recipients: campaign.recipients || 0,
+    done: campaign.done || 0,
+    sent: campaign.sent || 0,
+    failed: campaign.failed || 0,
+    remaining: campaign.remaining ?? null,
+    rate: campaign.rate_per_second ?? null,
+    eta: dateOrNull(campaign.eta),
+  }));
+}
+
 /**
  * Gathers every figure; a part that fails is null and named in errors (the others still show).
  * @param {{signal?: AbortSignal}} [options]
  * @returns {Promise<Figures>}
  */
 export async function gatherFigures({ signal } = {}) {
-  const [campaigns, deadLetters, ...subscribers] = await Promise.allSettled([
+  const [metrics, campaigns, deadLetters, ...subscribers] = await Promise.allSettled([
+    admin("GET", "/metrics", { signal }),
     listCampaigns(signal),
     admin("GET", "/dead-letters?limit=1", { signal }),
     ...SUBSCRIBER_STATUSES.map((status) => countSubscribers(status, signal)),
   ]);
   if (signal && signal.aborted) throw new DOMException("The page was left.", "AbortError");
   const errors = [];
-  const figures = { source: "api", at: new Date(), campaigns: null, mails: null, feedback: null, deadLetters: null, subscribers: null, errors };
+  const figures = {
+    source: "listings",
+    at: new Date(),
+    tasks: null,
+    tasksUnavailable: null,
+    progress: null,
+    campaigns: null,
+    mails: null,
+    feedback: null,
+    deadLetters: null,
+    subscribers: null,
+    errors,
+  };
+  if (metrics.status === "fulfilled") {
+    const answer = metrics.value;
+    figures.source = "metrics";
+    figures.at = dateOrNull(answer.generated_at) || figures.at;
+    // CloudWatch could not be read: its message takes the task figures' place, not an error
+    if (answer.windows) figures.tasks = mapWindows(answer.windows);
+    else figures.tasksUnavailable = answer.unavailable || "The task figures are not available right now.";
+    figures.progress = mapProgress(answer.campaigns || []);
+  } else {
+    errors.push(`metrics: ${metrics.reason.message}`);
+  }
   if (campaigns.status === "fulfilled") {
     const summary = summarizeCampaigns(campaigns.value.items);
     figures.campaigns = { byStatus: summary.byStatus, counted: campaigns.value.items.length, more: campaigns.value.more, active: summary.active };

@@ -7,7 +7,7 @@ import { admin, isAbort } from "../../api.js";
 import { announce, field, formatDuration, formatNumber, formatTime, h, replace, statusLine } from "../../dom.js";
 import { campaignPath, confirmSending, resolvedOf } from "./campaigns.js";
 import { confirmDialog } from "./dialog.js";
-import { badge, card, cards, cell, emptyRow, failure, loadMore, percent, poll, table } from "./ui.js";
+import { badge, card, cards, cell, emptyRow, failure, loadMore, mailRate, percent, poll, table } from "./ui.js";
 
 const SENDING_POLL_MS = 1000;
 const SCHEDULED_POLL_MS = 5000;
@@ -60,11 +60,6 @@ export function rateMeter(windowMs = RATE_WINDOW_MS, now = () => performance.now
       samples = [];
     },
   };
-}
-
-function rateText(rate) {
-  if (rate === null || rate === undefined) return "–";
-  return `${rate < 10 ? rate.toFixed(1) : formatNumber(Math.round(rate))} mails/s`;
 }
 
 /** The failed / skipped / uncertain recipients, with a select for which. */
@@ -230,7 +225,7 @@ export async function campaignPage(ctx) {
     if (campaign.status === "sending") {
       meter.add(resolved);
       const rate = meter.rate();
-      facts.rate.textContent = rateText(rate);
+      facts.rate.textContent = mailRate(rate);
       const queued = counters.queued || 0;
       facts.eta.textContent = rate ? formatDuration(queued / rate) : queued ? "waiting for the first results" : "–";
     } else {
@@ -238,7 +233,7 @@ export async function campaignPage(ctx) {
       const started = Date.parse(campaign.started_at);
       const finished = Date.parse(campaign.finished_at || campaign.cancelled_at);
       const seconds = (finished - started) / 1000;
-      facts.rate.textContent = seconds > 0 && resolved ? `${rateText(resolved / seconds)} on average` : "–";
+      facts.rate.textContent = seconds > 0 && resolved ? `${mailRate(resolved / seconds)} on average` : "–";
       facts.eta.textContent = campaign.status === "sent" ? "done" : "–";
     }
     facts.sendAt.textContent = formatTime(campaign.send_at);

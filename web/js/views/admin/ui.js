@@ -1,7 +1,7 @@
 // Building blocks shared by the admin views: badges, cards, tables, "Load more", polling.
 
 import { isAbort } from "../../api.js";
-import { formatNumber, h } from "../../dom.js";
+import { formatNumber, h, uniqueId } from "../../dom.js";
 
 /** A status badge: the word itself is the text, the colour only repeats it. */
 export function badge(status, attrs = {}) {
@@ -33,18 +33,21 @@ export function cards(items, attrs = {}) {
 /**
  * A table inside .table-wrap, with a caption.
  * columns: [{label, num?}]; returns {wrap, table, body} (body is the <tbody> to fill with rows()).
+ * focusable: the wrapper is a Tab stop, a region named by the caption - for a wide table with
+ * no link or button inside, so that the keyboard can scroll it on a narrow screen.
  */
-export function table(caption, columns, attrs = {}) {
+export function table(caption, columns, attrs = {}, { focusable = false } = {}) {
   const body = h("tbody", {});
+  const captionId = focusable ? uniqueId("caption") : null;
   const tableNode = h(
     "table",
     attrs,
-    h("caption", {}, caption),
+    h("caption", { id: captionId }, caption),
     h("thead", {}, h("tr", {}, columns.map((column) => h("th", { scope: "col", class: column.num ? "num" : null }, column.label)))),
     body,
   );
   // the wrapper scrolls on narrow screens (browsers let the keyboard scroll it)
-  const wrap = h("div", { class: "table-wrap" }, tableNode);
+  const wrap = h("div", { class: "table-wrap", tabindex: focusable ? "0" : null, role: focusable ? "region" : null, "aria-labelledby": captionId }, tableNode);
   return { wrap, table: tableNode, body };
 }
 
@@ -122,6 +125,18 @@ export function poll(step, signal, firstDelay) {
 export function percent(done, total) {
   if (!total) return 0;
   return Math.min(100, Math.floor((done * 100) / total));
+}
+
+/** A send rate as text: "2.5 mails/s" (one decimal below 10), "–" without one. */
+export function mailRate(rate) {
+  if (rate === null || rate === undefined || !Number.isFinite(rate)) return "–";
+  return `${rate < 10 ? rate.toFixed(1) : formatNumber(Math.round(rate))} mails/s`;
+}
+
+/** A processing time in ms as text: "4.2 ms", "168 ms", "1,204 ms"; "–" without one. */
+export function millis(ms) {
+  if (ms === null || ms === undefined || !Number.isFinite(ms)) return "–";
+  return `${ms < 10 ? ms.toFixed(1) : formatNumber(Math.round(ms))} ms`;
 }
 
 /** A rate as text: "12.5 %" (one decimal), "–" without a base. */
