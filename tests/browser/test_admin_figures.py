@@ -30,6 +30,7 @@ TASK_TYPES = ("confirmation", "welcome", "newsletter", "newsletter_fanout", "new
 ERROR_TYPES = ("task_errors", "dead_lettered", "failed", "retried", "throttled", "uncertain")
 # what reporting.report() answers when CloudWatch cannot be read
 UNAVAILABLE = "The task metrics could not be read from CloudWatch; try again shortly."
+NONE = "\u2013"  # the console's mark for "no value" (an en dash)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +50,8 @@ def metrics(runtime: Runtime) -> dict[str, Any]:
 def _figures_only(answer: dict[str, Any]) -> Any:
     """The answer without its clock (generated_at, the windows' bounds, the campaigns' ETA)."""
     windows = {key: window["task_types"] | {"totals": window["totals"]} for key, window in answer["windows"].items()}
-    campaigns = [{k: v for k, v in campaign.items() if k not in ("rate_per_second", "eta")} for campaign in answer["campaigns"]]
+    clock = ("rate_per_second", "eta")
+    campaigns = [{k: v for k, v in campaign.items() if k not in clock} for campaign in answer["campaigns"]]
     return windows, campaigns
 
 
@@ -72,34 +74,44 @@ def settled_metrics(runtime: Runtime, ready: Any) -> dict[str, Any]:
 
 
 def number(value: int | None) -> str:
-    return "–" if value is None else f"{value:,}"
+    return NONE if value is None else f"{value:,}"
 
 
 def millis(value: float | None) -> str:
     """ui.js millis(): one decimal below 10 ms, else whole ms."""
     if value is None:
-        return "–"
+        return NONE
     return f"{value:.1f} ms" if value < 10 else f"{math.floor(value + 0.5):,} ms"
 
 
 def expected_cells(window: dict[str, Any]) -> dict[str, str]:
     """The text of each cell of a window's table, by test id suffix (without tasks-<window>-)."""
+    rows: dict[str, dict[str, Any]] = {
+        task_type: {
+            "processed": figures["processed"],
+            "mails-sent": figures["mails"]["sent"] if "mails" in figures else None,
+            "p50": figures["processing_ms"]["p50"],
+            "p95": figures["processing_ms"]["p95"],
+            "errors": figures["errors"],
+        }
+        for task_type, figures in window["task_types"].items()
+    }
+    totals = window["totals"]
+    rows["total"] = {
+        "processed": totals["processed"],
+        "mails-sent": totals["mails_sent"],
+        "p50": None,
+        "p95": None,
+        "errors": totals["errors"],
+    }
     cells: dict[str, str] = {}
-    rows = {**window["task_types"], "total": None}
-    for task_type, figures in rows.items():
-        if figures is None:  # the totals row
-            totals = window["totals"]
-            figures = {"processed": totals["processed"], "errors": totals["errors"]}
-            mails_sent, p50, p95 = totals["mails_sent"], None, None
-        else:
-            mails_sent = figures["mails"]["sent"] if "mails" in figures else None
-            p50, p95 = figures["processing_ms"]["p50"], figures["processing_ms"]["p95"]
-        cells[f"{task_type}-processed"] = number(figures["processed"])
-        cells[f"{task_type}-mails-sent"] = number(mails_sent)
-        cells[f"{task_type}-p50"] = millis(p50)
-        cells[f"{task_type}-p95"] = millis(p95)
+    for task_type, row in rows.items():
+        for key in ("processed", "mails-sent"):
+            cells[f"{task_type}-{key}"] = number(row[key])
+        for key in ("p50", "p95"):
+            cells[f"{task_type}-{key}"] = millis(row[key])
         for error in ERROR_TYPES:
-            cells[f"{task_type}-{error.replace('_', '-')}"] = number(figures["errors"].get(error))
+            cells[f"{task_type}-{error.replace('_', '-')}"] = number(row["errors"].get(error))
     return cells
 
 
@@ -142,21 +154,22 @@ def test_the_overview_shows_the_figures_of_get_admin_metrics(runtime: Runtime, p
         row = campaign_row(page, subject)
         return row.count() == 1 and bool(re.match(r"^\d+ (s|min)", row.get_by_test_id("progress-eta").inner_text()))
 
-    assert wait_for(sending_with_an_eta, timeout=20.0, interval=0.3), page.get_by_test_id("campaign-progress").inner_text()
+    seen = wait_for(sending_with_an_eta, timeout=20.0, interval=0.3)
+    assert seen, page.get_by_test_id("campaign-progress").inner_text()
     row = campaign_row(page, subject)
     expect(row.get_by_role("cell").first).to_have_text("sending")
     expect(row.get_by_test_id("progress-rate")).to_have_text(re.compile(r"^[\d.,]+ mails/s$"))
     expect(row.get_by_test_id("progress-done")).to_have_text(re.compile(rf"^\d+ of {recipients} \(\d+%\)$"))
 
     def sent() -> bool:
-        return admin(runtime, "GET", f"/campaigns/{campaign_id}")["status"] == "sent"
+        return bool(admin(runtime, "GET", f"/campaigns/{campaign_id}")["status"] == "sent")
 
     assert wait_for(sent, timeout=30.0, interval=0.5), "the campaign did not finish"
     assert wait_for(lambda: queues_idle(runtime, "NewsletterQueue", "FanoutQueue", "WelcomeQueue"), timeout=10.0)
 
     def ready(answer: dict[str, Any]) -> bool:
         hour = answer["windows"]["hour"]["task_types"]
-        return (
+        return bool(
             hour["newsletter"]["mails"]["sent"] == recipients
             and hour["welcome"]["mails"]["sent"] == 1
             and hour["welcome"]["errors"]["dead_lettered"] == 1
@@ -171,13 +184,14 @@ def test_the_overview_shows_the_figures_of_get_admin_metrics(runtime: Runtime, p
         assert shown_cells(page, window) == expected_cells(answer["windows"][window]), window
         expect(page.get_by_test_id(f"tasks-{window}-newsletter-mails-sent")).to_have_text(str(recipients))
         expect(page.get_by_test_id(f"tasks-{window}-confirmation-mails-sent")).to_have_text("1")
-    expect(page.get_by_test_id("tasks-hour-newsletter_dispatch-mails-sent")).to_have_text("–")  # sends no mail
+    expect(page.get_by_test_id("tasks-hour-newsletter_dispatch-mails-sent")).to_have_text(NONE)  # sends no mail
     # errors: only the one that happened stands out
     expect(page.get_by_test_id("tasks-hour-welcome-dead-lettered")).to_have_class(re.compile(r"\bnonzero\b"))
     expect(page.get_by_test_id("tasks-hour-total-dead-lettered")).to_have_text("1")
     error_ids = tuple(f"-{error.replace('_', '-')}" for error in ERROR_TYPES)
     errors = [value for key, value in expected_cells(answer["windows"]["hour"]).items() if key.endswith(error_ids)]
-    expect(page.locator("[data-testid^='tasks-hour-'].nonzero")).to_have_count(len([value for value in errors if value not in ("0", "–")]))
+    highlighted = page.locator("[data-testid^='tasks-hour-'].nonzero")
+    expect(highlighted).to_have_count(len([value for value in errors if value not in ("0", NONE)]))
     expect(page.get_by_test_id("tasks-hour-welcome-task-errors")).to_have_class(re.compile(r"\bzero\b"))
     # the tables are labelled for assistive technology
     tasks = page.get_by_role("region", name="Last hour and last day")
@@ -194,9 +208,10 @@ def test_the_overview_shows_the_figures_of_get_admin_metrics(runtime: Runtime, p
     expect(row.get_by_test_id("progress-eta")).to_have_text(re.compile(r"^done at "))
     rate = row.get_by_test_id("progress-rate").inner_text()
     assert re.fullmatch(r"[\d.,]+ mails/s", rate), rate
-    assert abs(float(rate.split()[0].replace(",", "")) - progress["rate_per_second"]) <= 0.051 + progress[
-        "rate_per_second"
-    ] * 0.01, (rate, progress)
+    assert (
+        abs(float(rate.split()[0].replace(",", "")) - progress["rate_per_second"])
+        <= 0.051 + progress["rate_per_second"] * 0.01
+    ), (rate, progress)
     # and the listing-based figures are still there
     expect(page.get_by_test_id("figure-dead-letters-welcome")).to_have_text("1")
     expect(page.get_by_test_id("figure-campaigns-sent")).to_have_text("1")
