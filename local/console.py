@@ -130,11 +130,12 @@ class Console:
         if isinstance(data, dict) and isinstance(data.get("_aws"), dict):
             self.metrics.append(data)
             if self.metric_sink is not None:
-                self.metric_sink(data, function)
+                self.metric_sink(data, function.partition("#")[0])
             self._emit("METRICS", function, summarize_emf(data))
         elif isinstance(data, dict) and "level" in data and "message" in data:
+            logical_id, _, environment = function.partition("#")  # "Worker#2": the pool's second
             with self._lock:
-                self._logs.append({"function": function, **data})
+                self._logs.append({"function": logical_id, "environment": environment or "1", **data})
             level = str(data["level"]).upper()
             fields = " ".join(f"{key}={_short(value)}" for key, value in data.items() if key not in _CONTEXT_KEYS)
             text = f"{_short(data['message'], quote=False)} {fields}".rstrip()
