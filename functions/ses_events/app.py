@@ -59,7 +59,8 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
         return {"outcome": "malformed", "reason": str(exc)}
     logger.set_correlation_id(ses_event.id or context.aws_request_id)
     try:
-        with timed(TASK_TYPE):
+        # a record still being sent is no error: the event comes again (Lambda's retry)
+        with timed(TASK_TYPE, retry=(RecordNotReady,)):
             feedback = apply_feedback(ses_event, store, clock)
     except RecordNotReady as exc:
         logger.warning(

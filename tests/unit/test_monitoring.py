@@ -83,11 +83,13 @@ def test_timed_records_the_processing_time_and_a_task_error_when_the_task_raises
         pass
     with pytest.raises(RuntimeError), timed("newsletter_fanout"):
         raise RuntimeError("boom")
+    with pytest.raises(TimeoutError), timed("newsletter_fanout", retry=(TimeoutError,)):
+        raise TimeoutError("not yet: again later")
     task_metrics.flush()
     (blob,) = emf_objects(capsys.readouterr().out)
     assert blob["task_type"] == "newsletter_fanout"
-    assert blob["TaskErrors"] == [1.0]
-    assert isinstance(blob["ProcessingTime"], list) and len(blob["ProcessingTime"]) == 2
+    assert blob["TaskErrors"] == [1.0] and blob["TasksRetried"] == [1.0]
+    assert isinstance(blob["ProcessingTime"], list) and len(blob["ProcessingTime"]) == 3
 
 
 def test_log_metrics_flushes_the_task_metrics_even_when_the_handler_fails(capsys: pytest.CaptureFixture[str]) -> None:

@@ -89,6 +89,7 @@ TASK_METRICS: dict[str, str] = {
     "TasksProcessed": MetricUnit.Count.value,  # tasks finished (whatever their mails' outcomes)
     "ProcessingTime": MetricUnit.Milliseconds.value,  # per task, finished or not
     "TaskErrors": MetricUnit.Count.value,  # tasks whose handling raised (retried by SQS)
+    "TasksRetried": MetricUnit.Count.value,  # tasks failed on purpose, to come again (not an error)
     "TasksDeadLettered": MetricUnit.Count.value,
     "MailsSent": MetricUnit.Count.value,
     "MailsFailed": MetricUnit.Count.value,  # permanent rejections, recorded failed
@@ -157,12 +158,16 @@ def log_metrics(handler: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @contextmanager
-def timed(task_type: str) -> Iterator[None]:
+def timed(task_type: str, retry: tuple[type[Exception], ...] = ()) -> Iterator[None]:
     """One task of ``task_type``: how long it took (``ProcessingTime``, ms), and a ``TaskErrors``
-    if it raised."""
+    if it raised - or a ``TasksRetried`` if it raised one of ``retry``, the exceptions that only
+    ask for the task to come again later."""
     started = time.perf_counter()
     try:
         yield
+    except retry:
+        task_metrics.add(task_type, "TasksRetried", 1)
+        raise
     except Exception:
         task_metrics.add(task_type, "TaskErrors", 1)
         raise
