@@ -476,10 +476,11 @@ def test_the_alarm_check_finds_a_metric_nobody_emits(raw: Template, code: Code, 
 
 def test_the_alarm_check_reads_the_contract_from_the_code(stack: Stack, code: Code) -> None:
     assert alarm_problems(stack.template, code) == []
-    # the registration function stops emitting RateLimitErrors; TaskMetrics stops knowing MailsThrottled
+    # the registration function stops emitting RateLimitErrors and Errors; TaskMetrics stops knowing MailsThrottled
     code_without = replace(code, function_metrics={**code.function_metrics, "registration": set()})
-    assert [p.split(":")[0] for p in alarm_problems(stack.template, code_without)] == [
-        "nobody emits RateLimitErrorsAlarm"
+    assert sorted(p.split(":")[0] for p in alarm_problems(stack.template, code_without)) == [
+        "nobody emits RateLimitErrorsAlarm",
+        "nobody emits RegistrationErrorsAlarm",
     ]
     code_without = replace(code, task_metrics=code.task_metrics - {"MailsThrottled"})
     assert [p.split(":")[0] for p in alarm_problems(stack.template, code_without)] == [
