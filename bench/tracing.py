@@ -57,6 +57,8 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from bench.run import _table
+
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
 FUNCTION = "NewsletterWorkerFunction"
@@ -73,12 +75,6 @@ MIN_RUNS = 9
 
 def _log(message: str) -> None:
     print(f"bench.tracing: {message}", file=sys.stderr, flush=True)
-
-
-def _table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return lines
 
 
 def _p90(values: Sequence[float]) -> float:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,21 +21,10 @@ from tests.integration.conftest import (
     mails_to,
     outbox,
     send_campaign,
-    start_runtime,
     wait_for,
 )
-from tests.support import TEMPLATE
 
 READERS = [f"watcher{n}@example.com" for n in range(4)]
-
-
-@pytest.fixture(scope="module")
-def runtime() -> Iterator[Runtime]:
-    started = start_runtime(TEMPLATE)
-    try:
-        yield started
-    finally:
-        started.stop()
 
 
 def sign_up(runtime: Runtime, address: str) -> str:
