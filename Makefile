@@ -160,9 +160,10 @@ deploy-prod: build
 	$(SAM) deploy --config-env prod
 	$(PY) scripts/publish_web.py --config-env prod
 
-# Re-pin the layer's packages for the Lambda platform after editing requirements.in.
+# Re-pin the layer's packages for the Lambda platform after editing requirements.in;
+# `make lock UPGRADE=1` takes the latest release of every package (what scan-deps asks for).
 lock: venv
-	$(VENV)/bin/uv pip compile --quiet layers/dependencies/requirements.in \
+	$(VENV)/bin/uv pip compile --quiet layers/dependencies/requirements.in $(if $(UPGRADE),--upgrade) \
 		--python-platform aarch64-manylinux2014 --python-version 3.13 \
 		--no-header --annotation-style line -o layers/dependencies/requirements.txt
 	sed -i '1i # Pinned for python3.13 on arm64 (the Lambda layer); do not edit: `make lock` writes it from requirements.in.' \

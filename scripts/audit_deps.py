@@ -13,7 +13,10 @@ advisories (PyPA advisory database / OSV) that affect the project's *latest* rel
 - pin != latest: the per-release JSON (``<index-url>/<name>/<version>/json``) is tried, which
   lists the advisories of that release where it is served (pypi.org). A 404 there (the
   registry of this machine and of CI) leaves the pin *not auditable here*: a finding, "upgrade
-  to the latest release (which is audited)", unless ``--allow NAME=REASON`` names it.
+  to the latest release (which is audited)", unless ``--allow NAME=REASON`` names it - or the
+  first final release after the pin came out less than ``--grace-days`` (14) days ago: then it
+  is a warning, with the days left to upgrade. Without the grace, every upstream release would
+  turn the build red the day it is published; with it, a pin left behind for two weeks does.
 - a package PyPI does not know (404) is a finding: nothing audited it.
 
 A network failure (after retries) is an error, and so is a run that audited no package:
@@ -35,10 +38,14 @@ import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 INDEX_URL = "https://pypi.org/pypi"
+GRACE_DAYS = 14
+# a final release (or a post-release): no a/b/rc/dev pre-release, which info.version never is
+FINAL = re.compile(r"\d+(?:\.\d+)*(?:\.post\d+)?")
 TIMEOUT = 15.0
 ATTEMPTS = 3
 WORKERS = 8
@@ -67,6 +74,7 @@ class Result:
     vulns: list[str] = field(default_factory=list)
     finding: str | None = None
     note: str = ""
+    warning: str | None = None  # behind the latest release, within the grace period
 
 
 def normalize_name(name: str) -> str:
@@ -164,7 +172,34 @@ def live_vulns(data: dict[str, Any]) -> list[str]:
     return [describe(v) for v in data.get("vulnerabilities") or [] if not v.get("withdrawn")]
 
 
-def audit_one(pin: Pin, fetch: Fetch, index_url: str, allow: dict[str, str]) -> Result:
+def _first_upload(files: Any) -> datetime | None:
+    times = [f.get("upload_time_iso_8601") for f in files or [] if isinstance(f, dict)]
+    parsed = [datetime.fromisoformat(str(s).replace("Z", "+00:00")) for s in times if s]
+    return min(parsed) if parsed else None
+
+
+def superseded_at(project: dict[str, Any], version: str) -> datetime | None:
+    """When the first final release uploaded after ``version`` came out (None: unknown)."""
+    releases: dict[str, Any] = project.get("releases") or {}
+    pinned = next((_first_upload(files) for v, files in releases.items() if same_version(v, version)), None)
+    if pinned is None:
+        return None
+    later = [
+        at
+        for v, files in releases.items()
+        if FINAL.fullmatch(v) and not same_version(v, version) and (at := _first_upload(files)) and at > pinned
+    ]
+    return min(later) if later else None
+
+
+def audit_one(
+    pin: Pin,
+    fetch: Fetch,
+    index_url: str,
+    allow: dict[str, str],
+    grace_days: int = GRACE_DAYS,
+    now: datetime | None = None,
+) -> Result:
     if pin.version is None:
         return Result(pin.name, "-", finding=f"not pinned with == ({pin.source}): cannot be audited")
     result = Result(pin.name, pin.version)
@@ -183,15 +218,30 @@ def audit_one(pin: Pin, fetch: Fetch, index_url: str, allow: dict[str, str]) -> 
         result.finding = f"{len(result.vulns)} known vulnerabilities in {pin.version}"
     elif not result.audited:
         reason = allow.get(normalize_name(pin.name))
+        since = superseded_at(project, pin.version)
+        days = ((now or datetime.now(UTC)) - since).days if since else None
         if reason:
             result.note = f"allowed: {reason}"
+        elif days is not None and days < grace_days:
+            result.warning = (
+                f"{pin.version} is not auditable here: a newer release came out {days} days ago; "
+                f"upgrade to {result.latest} within {grace_days - days} days"
+            )
         else:
-            result.finding = f"{pin.version} is not auditable here: upgrade to {result.latest} (audited), or allow it"
+            age = f" (a newer release came out {days} days ago)" if days is not None else ""
+            result.finding = (
+                f"{pin.version} is not auditable here{age}: upgrade to {result.latest} (audited), or allow it"
+            )
     return result
 
 
 def audit(
-    pins: Iterable[Pin], fetch: Fetch, allow: dict[str, str], index_url: str = INDEX_URL
+    pins: Iterable[Pin],
+    fetch: Fetch,
+    allow: dict[str, str],
+    index_url: str = INDEX_URL,
+    grace_days: int = GRACE_DAYS,
+    now: datetime | None = None,
 ) -> tuple[list[Result], list[str]]:
     """Each package once (the first pin of a name wins); the results by name and the fetch errors."""
     unique: dict[str, Pin] = {}
@@ -201,7 +251,7 @@ def audit(
 
     def run(pin: Pin) -> Result | None:
         try:
-            return audit_one(pin, fetch, index_url, allow)
+            return audit_one(pin, fetch, index_url, allow, grace_days, now)
         except FetchError as exc:
             errors.append(f"{pin.name}: {exc}")
             return None
@@ -215,7 +265,8 @@ def table(results: Sequence[Result]) -> str:
     rows = [("package", "pin", "latest", "audited", "vulnerabilities")]
     for r in results:
         status = "; ".join(r.vulns) if r.vulns else ("none" if r.audited else "-")
-        extra = ", ".join(part for part in (r.note, f"FINDING: {r.finding}" if r.finding else "") if part)
+        parts = (r.note, f"FINDING: {r.finding}" if r.finding else "", f"WARNING: {r.warning}" if r.warning else "")
+        extra = ", ".join(part for part in parts if part)
         rows.append(
             (r.name, r.pin, r.latest, "yes" if r.audited else "no", f"{status}{f'  [{extra}]' if extra else ''}")
         )
@@ -233,13 +284,16 @@ def parse_allow(entries: Iterable[str]) -> dict[str, str]:
     return allow
 
 
-def main(argv: Sequence[str] | None = None, fetch: Fetch | None = None) -> int:
+def main(argv: Sequence[str] | None = None, fetch: Fetch | None = None, now: datetime | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     parser.add_argument("requirements", nargs="*", type=Path, help="requirement files with name==version pins")
     parser.add_argument("--installed", action="store_true", help="audit this interpreter's installed distributions")
     parser.add_argument("--label", default="", help="what is audited, for the summary line")
     parser.add_argument("--allow", action="append", default=[], metavar="NAME=REASON", help="accept an unauditable pin")
     parser.add_argument("--index-url", default=INDEX_URL)
+    parser.add_argument(
+        "--grace-days", type=int, default=GRACE_DAYS, help="days a pin may stay behind a new release unaudited"
+    )
     parser.add_argument("--timeout", type=float, default=TIMEOUT)
     args = parser.parse_args(argv)
 
@@ -257,7 +311,7 @@ def main(argv: Sequence[str] | None = None, fetch: Fetch | None = None) -> int:
     def default_fetch(url: str) -> dict[str, Any] | None:
         return http_fetch(url, timeout=args.timeout)
 
-    results, errors = audit(pins, fetch or default_fetch, allow, args.index_url.rstrip("/"))
+    results, errors = audit(pins, fetch or default_fetch, allow, args.index_url.rstrip("/"), args.grace_days, now)
     print(table(results))
     audited = sum(r.audited for r in results)
     vulns = sum(len(r.vulns) for r in results)
@@ -266,8 +320,12 @@ def main(argv: Sequence[str] | None = None, fetch: Fetch | None = None) -> int:
         f"audit_deps ({label}): {len(results) + len(errors)} packages, {audited} audited "
         f"({sum(r.note == 'per-release JSON' for r in results)} by their per-release JSON), "
         f"{sum(r.note.startswith('allowed') for r in results)} not auditable and allowed, "
-        f"{vulns} known vulnerabilities, {len(findings)} findings, {len(errors)} errors"
+        f"{vulns} known vulnerabilities, {len(findings)} findings, "
+        f"{sum(r.warning is not None for r in results)} warnings, {len(errors)} errors"
     )
+    for r in results:
+        if r.warning:
+            print(f"  WARNING {r.name} {r.pin}: {r.warning}")
     for r in findings:
         print(f"  FINDING {r.name} {r.pin}: {r.finding}")
         for v in r.vulns:

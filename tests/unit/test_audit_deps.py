@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,68 @@ def test_old_pin_without_per_release_json_is_a_finding(tmp_path: Path, capsys: p
     assert run(tmp_path, "pkg==1.0\n", fetch) == 1
     assert fetch.seen == [f"{INDEX}/pkg/json", f"{INDEX}/pkg/1.0/json"]
     assert "1.0 is not auditable here: upgrade to 2.0" in capsys.readouterr().out
+
+
+NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+
+
+def released(days_ago: float) -> list[dict[str, str]]:
+    """A release's files, as the project JSON lists them, uploaded ``days_ago`` before NOW."""
+    at = NOW - timedelta(days=days_ago)
+    return [{"upload_time_iso_8601": at.isoformat().replace("+00:00", "Z")}]
+
+
+def with_releases(version: str, releases: dict[str, list[dict[str, str]]]) -> dict[str, Any]:
+    return project(version) | {"releases": releases}
+
+
+@pytest.mark.parametrize(
+    ("releases", "status", "says"),
+    [
+        # 2.0 came out 3 days ago: a warning, 11 days to upgrade
+        (
+            {"1.0": released(100), "2.0": released(3)},
+            0,
+            "WARNING pkg 1.0: 1.0 is not auditable here: a newer release came out 3 days ago; "
+            "upgrade to 2.0 within 11 days",
+        ),
+        # two weeks ago: a finding
+        (
+            {"1.0": released(100), "2.0": released(14)},
+            1,
+            "FINDING pkg 1.0: 1.0 is not auditable here (a newer release came out 14 days ago)",
+        ),
+        # the first newer release counts, not the latest: 1.1 has been out for 40 days
+        ({"1.0": released(100), "1.1": released(40), "2.0": released(2)}, 1, "came out 40 days ago"),
+        # a pre-release after the pin is no reason to upgrade
+        ({"1.0": released(100), "1.1rc1": released(40), "2.0": released(2)}, 0, "came out 2 days ago"),
+        # no upload times: nothing says how long the pin has been behind
+        ({}, 1, "FINDING pkg 1.0: 1.0 is not auditable here: upgrade to 2.0"),
+    ],
+)
+def test_a_pin_behind_a_new_release_has_a_grace_period(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], releases: dict[str, Any], status: int, says: str
+) -> None:
+    path = tmp_path / "requirements.txt"
+    path.write_text("pkg==1.0\nok==1.0\n")  # ok: one package audited
+    fetch = fake({f"{INDEX}/ok/json": project("1.0"), f"{INDEX}/pkg/json": with_releases("2.0", releases)})
+    assert audit_deps.main([str(path)], fetch=fetch, now=NOW) == status
+    out = capsys.readouterr().out
+    assert says in out
+    assert ("1 warnings" in out) == (status == 0)
+
+
+def test_the_grace_period_is_a_parameter(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "requirements.txt"
+    path.write_text("pkg==1.0\nok==1.0\n")  # ok: one package audited
+    fetch = fake(
+        {
+            f"{INDEX}/ok/json": project("1.0"),
+            f"{INDEX}/pkg/json": with_releases("2.0", {"1.0": released(100), "2.0": released(3)}),
+        }
+    )
+    assert audit_deps.main([str(path), "--grace-days", "0"], fetch=fetch, now=NOW) == 1
+    assert audit_deps.main([str(path), "--grace-days", "4"], fetch=fetch, now=NOW) == 0
 
 
 def test_old_pin_allowed_with_a_reason_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
