@@ -54,19 +54,29 @@ class CloudWatchMetrics:
             for first in range(0, len(asked), MAX_QUERIES):
                 chunk = [self._query(query, seconds) for query in asked[first : first + MAX_QUERIES]]
                 token: str | None = None
+                stats = {query.id: query.stat for query in asked}
+                parts: dict[str, list[float]] = {}
                 while True:
-                    kwargs: dict[str, Any] = {"MetricDataQueries": chunk, "StartTime": start, "EndTime": end}
+                    kwargs: dict[str, Any] = {
+                        "MetricDataQueries": chunk,
+                        "StartTime": start,
+                        "EndTime": end,
+                        "ScanBy": "TimestampAscending",
+                    }
                     if token:
                         kwargs["NextToken"] = token
                     response = self.client.get_metric_data(**kwargs)
                     for result in response.get("MetricDataResults", []):
                         found = [float(v) for v in result.get("Values") or [] if v is not None]
-                        if found:
-                            # one period: one value; should CloudWatch split it, sums add up
-                            # and a percentile keeps the first (the whole window's)
-                            stat = next(q.stat for q in asked if q.id == result["Id"])
-                            values[result["Id"]] = sum(found) if stat in ("Sum", "SampleCount") else found[0]
+                        parts.setdefault(result["Id"], []).extend(found)  # pages add up
                     token = response.get("NextToken")
                     if not token:
                         break
+                for query_id, found in parts.items():
+                    # one period, one value. Should CloudWatch ever split the window, sums still
+                    # add up; a percentile of a part is not the window's: none then.
+                    if found and stats[query_id] in ("Sum", "SampleCount"):
+                        values[query_id] = sum(found)
+                    elif len(found) == 1:
+                        values[query_id] = found[0]
         return values

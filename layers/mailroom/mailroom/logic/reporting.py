@@ -13,11 +13,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from mailroom.models import Campaign, CampaignStatus, iso
-from mailroom.observability import TASK_TYPES, logger
+from mailroom.observability import TASK_METRICS_OF, TASK_TYPES, logger
 
 WINDOWS = {"hour": 3600, "day": 86400}
 MAIL_TASK_TYPES = ("confirmation", "welcome", "newsletter")
@@ -40,7 +40,6 @@ ERRORS = {
     "throttled": "MailsThrottled",
     "uncertain": "MailsUncertain",
 }
-TASK_ERRORS = ("task_errors", "dead_lettered")  # the errors a task type without mails can have
 # how many recent campaigns the answer lists at most
 MAX_CAMPAIGNS = 20
 
@@ -68,10 +67,15 @@ class RecentCampaigns(Protocol):
     def recent(self, since: str, limit: int) -> list[Campaign]: ...
 
 
+def error_keys(task_type: str) -> list[str]:
+    """The errors a task type can have: those whose metric it emits."""
+    return [key for key, metric in ERRORS.items() if metric in TASK_METRICS_OF[task_type]]
+
+
 def _metrics_of(task_type: str) -> list[str]:
-    names = [*COUNTS.values(), *(ERRORS[key] for key in TASK_ERRORS)]
+    names = [*COUNTS.values(), *(ERRORS[key] for key in error_keys(task_type))]
     if task_type in MAIL_TASK_TYPES:
-        names += [*MAILS.values(), *ERRORS.values()]
+        names += MAILS.values()
     return list(dict.fromkeys(names))
 
 
@@ -121,8 +125,7 @@ def task_figures(source: MetricSource, now: datetime) -> dict[str, Any]:
                 "samples": _count(value(task_type, "ProcessingTime", "SampleCount")),
                 **{stat: _ms(value(task_type, "ProcessingTime", stat)) for stat in PERCENTILES},
             }
-            error_keys = ERRORS if task_type in MAIL_TASK_TYPES else TASK_ERRORS
-            figures["errors"] = {key: _count(value(task_type, ERRORS[key])) for key in error_keys}
+            figures["errors"] = {key: _count(value(task_type, ERRORS[key])) for key in error_keys(task_type)}
             if task_type in MAIL_TASK_TYPES:
                 figures["mails"] = {key: _count(value(task_type, name)) for key, name in MAILS.items()}
             per_type[task_type] = figures
@@ -135,15 +138,27 @@ def task_figures(source: MetricSource, now: datetime) -> dict[str, Any]:
     return windows
 
 
+def _moment(value: str | None) -> datetime | None:
+    """A stored timestamp, or None when there is none or it cannot be read (a timestamp without
+    a time zone is UTC, as Mailroom writes them): one odd record never breaks the figures."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def campaign_progress(campaign: Campaign, now: datetime) -> dict[str, Any]:
     """A campaign's progress: done so far, its average send rate since it started, and, while
     it is sending and its fan-out has counted every recipient, when it should be done."""
-    started = datetime.fromisoformat(campaign.started_at) if campaign.started_at else None
+    started = _moment(campaign.started_at)
     stopped = campaign.finished_at or (campaign.cancelled_at if campaign.status is CampaignStatus.CANCELLED else None)
-    ended = datetime.fromisoformat(stopped) if stopped else None
+    ended = _moment(stopped)
     elapsed = ((ended or now) - started).total_seconds() if started else 0.0
     rate = campaign.resolved / elapsed if elapsed > 0 else None
-    remaining = campaign.recipients - campaign.resolved if campaign.fanout_done else None
+    remaining = max(0, campaign.recipients - campaign.resolved) if campaign.fanout_done else None
     eta = None
     if campaign.status is CampaignStatus.SENDING and remaining is not None:
         if remaining <= 0:
