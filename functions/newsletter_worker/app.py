@@ -96,7 +96,8 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
     if isinstance(result, Exception):
         task_metrics.add("newsletter", "TaskErrors", 1)
         raise result
-    if not result.started:
+    if not result.started:  # not started in time: it comes again (no error)
+        task_metrics.add("newsletter", "TasksRetried", 1)
         if int(record.attributes.approximate_receive_count or 1) < FRESH_COPY_AFTER_RECEIVES:
             raise TaskRetry("the worker's time budget ran out before this task started")
         # Received often and never started (a slow send rate, big batches): a fresh copy, so
@@ -108,6 +109,16 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
     count_outcomes("newsletter", result.outcomes, len(result.throttled))
     outcomes = {outcome.value: count for outcome, count in sorted(result.outcomes.items())}
     logger.info("task done", extra={"task": task.task, "campaign_id": task.campaign_id, "outcomes": outcomes})
+    try:
+        _follow_up(task, result)
+    except Exception:  # the record comes again (its sent mails are then duplicates, not resent)
+        task_metrics.add("newsletter", "TaskErrors", 1)
+        raise
+    return ",".join(f"{outcome}={count}" for outcome, count in outcomes.items())
+
+
+def _follow_up(task: CampaignTask, result: TaskResult) -> None:
+    """The recipients handed back, and at most one dead letter."""
     after = follow_ups(task, result)
     for rest, delay in after.hand_backs:
         newsletter_queue.send(rest.model_dump_json(exclude_none=True), delay_seconds=delay)
@@ -118,7 +129,6 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
     if after.dead_letter:
         rest, reason = after.dead_letter
         dead_letters.send(rest.model_dump_json(exclude_none=True), reason)
-    return ",".join(f"{outcome}={count}" for outcome, count in outcomes.items())
 
 
 @logger.inject_lambda_context

@@ -62,11 +62,16 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
         return "dead-lettered"
     logger.set_correlation_id(task.correlation_id or record.message_id)
     task_type = task.kind  # "confirmation" or "welcome": each has its own metrics
+    # timed: the whole task, its retry or dead letter included (an error there is a TaskErrors)
     with timed(task_type):
-        if isinstance(task, ConfirmationTask):
-            delivery = send_confirmation(task, subscribers, ledger, mailer, sender, links, clock=clock)
-        else:
-            delivery = send_welcome(task, subscribers, ledger, mailer, sender, links, clock=clock)
+        return _handle(task, task_type)
+
+
+def _handle(task: WelcomeQueueTask, task_type: str) -> str:
+    if isinstance(task, ConfirmationTask):
+        delivery = send_confirmation(task, subscribers, ledger, mailer, sender, links, clock=clock)
+    else:
+        delivery = send_welcome(task, subscribers, ledger, mailer, sender, links, clock=clock)
     count_outcomes(task_type, {delivery.outcome: 1}, int(delivery.throttled))
     done = {"task_type": task_type, "outcome": delivery.outcome.value, "subscriber_id": task.subscriber_id}
     logger.info("task done", extra=done)

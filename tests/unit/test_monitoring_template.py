@@ -36,7 +36,7 @@ from typing import Any
 import pytest
 
 from mailroom.logic.feedback import Feedback
-from mailroom.observability import TASK_METRICS, TASK_TYPES, TaskMetrics
+from mailroom.observability import TASK_METRICS_OF, TASK_TYPES, TaskMetrics
 from mailroom_local.template import Stack
 from tests.support import ROOT, TEMPLATE
 
@@ -103,7 +103,8 @@ class Code:
     single_metrics: dict[tuple[str, str], set[str]]  # (service, name) -> the dimension names
     cold_starts: set[str]  # services whose handler records Powertools' ColdStart
     task_types: dict[str, str] = field(default_factory=lambda: dict(TASK_TYPES))
-    task_metrics: set[str] = field(default_factory=lambda: set(TASK_METRICS))
+    # task type -> the task metrics it emits (TaskMetrics.add refuses the others)
+    task_metrics: dict[str, set[str]] = field(default_factory=lambda: {k: set(v) for k, v in TASK_METRICS_OF.items()})
     # the values of single_metric dimensions other than service and task_type
     dimension_values: dict[str, set[str]] = field(default_factory=lambda: {"bounce": bounce_types()})
 
@@ -258,11 +259,12 @@ def _mailroom_emits(code: Code, metric: Metric) -> bool:
         if code.namespaces.get(service) != metric.namespace:
             continue
         own_task_types = [task_type for task_type, handler in code.task_types.items() if handler == service]
-        if (
-            set(rest) == {"task_type"}
-            and metric.name in code.task_metrics
-            and _matches(rest["task_type"], own_task_types)
-        ):
+        emitting = [
+            task_type
+            for task_type, handler in code.task_types.items()
+            if handler == service and metric.name in code.task_metrics.get(task_type, set())
+        ]
+        if set(rest) == {"task_type"} and emitting and _matches(rest["task_type"], emitting):
             return True
         if not rest and metric.name in code.function_metrics[service]:
             return True
@@ -482,7 +484,7 @@ def test_the_alarm_check_reads_the_contract_from_the_code(stack: Stack, code: Co
         "nobody emits RateLimitErrorsAlarm",
         "nobody emits RegistrationErrorsAlarm",
     ]
-    code_without = replace(code, task_metrics=code.task_metrics - {"MailsThrottled"})
+    code_without = replace(code, task_metrics={k: v - {"MailsThrottled"} for k, v in code.task_metrics.items()})
     assert [p.split(":")[0] for p in alarm_problems(stack.template, code_without)] == [
         "nobody emits NewsletterMailsThrottledAlarm"
     ]
@@ -510,6 +512,8 @@ def test_task_metrics_carry_exactly_the_service_and_the_task_type(capsys: pytest
         assert [sorted(dimensions) for dimensions in directive["Dimensions"]] == [["service", "task_type"]]
     with pytest.raises(ValueError, match="no task metric"):
         task_metrics.add("confirmation", "MailSent", 1)
+    with pytest.raises(ValueError, match="no task metric"):  # a metric of another task type
+        task_metrics.add("ses_event", "TasksDeadLettered", 1)
 
 
 def test_function_metrics_carry_only_the_service() -> None:
@@ -658,6 +662,11 @@ DASHBOARD_BREAKAGES = {
         '"task_type", "ses_event", {"label": "deliveries"}',
         '"task_type", "ses_events", {"label": "deliveries"}',
         '"task_type": "ses_events"',
+    ),
+    "a task metric its task type does not emit": (
+        '["Mailroom", "TasksQueued", "service", "fanout", "task_type", "newsletter_fanout"',
+        '["Mailroom", "TasksQueued", "service", "newsletter-dispatcher", "task_type", "newsletter_dispatch"',
+        "TasksQueued",
     ),
     "a bounce type nobody records": ('"bounce", "hard"', '"bounce", "Permanent"', '"bounce": "Permanent"'),
     "a function metric of another function": (

@@ -60,6 +60,7 @@ metrics = Metrics()
 
 __all__ = [
     "TASK_METRICS",
+    "TASK_METRICS_OF",
     "TASK_TYPES",
     "MetricUnit",
     "TaskMetrics",
@@ -87,7 +88,7 @@ TASK_TYPES: dict[str, str] = {
 # name, so this list is the whole contract (tests/unit/test_monitoring.py holds the template to it).
 TASK_METRICS: dict[str, str] = {
     "TasksProcessed": MetricUnit.Count.value,  # tasks finished (whatever their mails' outcomes)
-    "ProcessingTime": MetricUnit.Milliseconds.value,  # per task, finished or not
+    "ProcessingTime": MetricUnit.Milliseconds.value,  # per task that ran (a newsletter task that raised has none)
     "TaskErrors": MetricUnit.Count.value,  # tasks whose handling raised (retried by SQS)
     "TasksRetried": MetricUnit.Count.value,  # tasks failed on purpose, to come again (not an error)
     "TasksDeadLettered": MetricUnit.Count.value,
@@ -107,6 +108,26 @@ TASK_METRICS: dict[str, str] = {
 }
 
 
+_EVERY_TASK = frozenset({"TasksProcessed", "ProcessingTime", "TaskErrors"})
+_MAILS = frozenset(
+    {"MailsSent", "MailsFailed", "MailsRetried", "MailsThrottled", "MailsUncertain", "MailsSkipped"}
+    | {"DuplicatesSuppressed", "TasksDeadLettered"}
+)
+# Which task metrics each task type emits: TaskMetrics.add refuses the others, so an alarm or a
+# graph on a pair nobody emits is caught (tests/unit/test_monitoring_template.py reads this).
+# TasksDeadLettered: the tasks the code itself puts on a dead-letter queue (worker.DeadLetters);
+# what SQS moves after maxReceiveCount, and the dispatcher's and SES events' failed invocations
+# (Lambda's OnFailure destination, EventBridge's retries), are counted by the queues' own metrics.
+TASK_METRICS_OF: dict[str, frozenset[str]] = {
+    "confirmation": _EVERY_TASK | _MAILS,
+    "welcome": _EVERY_TASK | _MAILS,
+    "newsletter": _EVERY_TASK | _MAILS | {"TasksRetried"},  # not started in time, or handed back whole
+    "newsletter_fanout": _EVERY_TASK | {"TasksDeadLettered", "TasksQueued", "RecipientsQueued"},
+    "newsletter_dispatch": _EVERY_TASK | {"CampaignsStarted"},
+    "ses_event": _EVERY_TASK | {"TasksRetried", "SesDeliveries", "SesComplaints", "SubscribersSuppressed"},
+}
+
+
 class TaskMetrics:
     """Metrics per task type: one EMF object per task type an invocation handled.
 
@@ -121,7 +142,7 @@ class TaskMetrics:
         self._sets: dict[str, EphemeralMetrics] = {}
 
     def add(self, task_type: str, name: str, value: float) -> None:
-        if task_type not in TASK_TYPES or name not in TASK_METRICS:
+        if name not in TASK_METRICS_OF.get(task_type, ()):
             raise ValueError(f"no task metric {name!r} for task type {task_type!r}")
         emf = self._sets.get(task_type)
         if emf is None:
