@@ -130,7 +130,10 @@ class Console:
         if isinstance(data, dict) and isinstance(data.get("_aws"), dict):
             self.metrics.append(data)
             if self.metric_sink is not None:
-                self.metric_sink(data, function.partition("#")[0])
+                try:
+                    self.metric_sink(data, function.partition("#")[0])
+                except Exception as exc:  # never lose the function's output for a metric
+                    self._emit("WARNING", function, f"metrics not kept: {exc}")
             self._emit("METRICS", function, summarize_emf(data))
         elif isinstance(data, dict) and "level" in data and "message" in data:
             logical_id, _, environment = function.partition("#")  # "Worker#2": the pool's second

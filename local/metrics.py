@@ -24,6 +24,8 @@ from .moto_ext import percentile
 
 __all__ = ["Datapoint", "MetricStore", "datapoints_of"]
 
+# An EMF Timestamp (ms since the epoch) beyond the year 9999 is no time (CloudWatch rejects it).
+_LATEST_MS = 253_402_300_800_000
 # PutMetricData takes at most 1,000 metric data and 150 values per datum in a request.
 _MAX_DATA = 1000
 _MAX_VALUES = 150
@@ -54,14 +56,18 @@ def datapoints_of(blob: dict[str, Any], function: str = "") -> list[Datapoint]:
     if not isinstance(meta, dict):
         return []
     stamp = meta.get("Timestamp")
-    timestamp = stamp / 1000 if isinstance(stamp, int | float) and not isinstance(stamp, bool) else time.time()
+    timestamp = time.time()
+    if isinstance(stamp, int | float) and not isinstance(stamp, bool) and 0 < stamp < _LATEST_MS:
+        timestamp = stamp / 1000
     found: list[Datapoint] = []
     for directive in meta.get("CloudWatchMetrics") or []:
         if not isinstance(directive, dict) or not isinstance(directive.get("Namespace"), str):
             continue
         for dimension_set in directive.get("Dimensions") or [[]]:
-            if not all(isinstance(blob.get(name), str) for name in dimension_set):
-                continue  # a dimension without a string value: CloudWatch rejects the set
+            if not isinstance(dimension_set, list) or not all(
+                isinstance(name, str) and isinstance(blob.get(name), str) for name in dimension_set
+            ):
+                continue  # not a list of names with string values: CloudWatch rejects the set
             dimensions = tuple(sorted((name, blob[name]) for name in dimension_set))
             for metric in directive.get("Metrics") or []:
                 name = metric.get("Name") if isinstance(metric, dict) else None

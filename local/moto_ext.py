@@ -4,7 +4,7 @@ percentile statistics in ``GetMetricData`` (and,
 via :mod:`.moto_dynamodb`, atomic conditional writes and
 item-level transactions in DynamoDB).
 
-moto 5.2.5 does not implement ``GetAccount`` (``GET /v2/email/account``): under
+moto 5.2.6 does not implement ``GetAccount`` (``GET /v2/email/account``): under
 ``mock_aws()`` boto3's ``get_account()`` fails with "The get_account action has not been
 implemented", through moto's server with a 404 (its Flask routes do not cover the path).
 :func:`install` adds ``get_account`` to moto's ``SESV2Response`` and the path to its SES v2
@@ -31,7 +31,7 @@ Install it before the first ``GetAccount``, e.g. in a test's ``conftest.py``::
 Installing again only changes the rate. Should a later moto implement ``GetAccount``
 itself, its implementation is kept.
 
-moto 5.2.5 accepts a ``SendEmail``'s ``ConfigurationSetName`` and ``EmailTags`` and forgets
+moto 5.2.6 accepts a ``SendEmail``'s ``ConfigurationSetName`` and ``EmailTags`` and forgets
 them: it publishes no events. :func:`install` also wraps ``SESV2Response.send_email`` so
 that every accepted send with a configuration set is handed, as an :class:`SesSend`, to the
 listeners added by :func:`add_send_listener` (the runtime's SES event publisher,
@@ -148,7 +148,7 @@ def install(max_send_rate: float | None = None) -> float:
 
 def _install_cognito_sessions() -> None:
     """Cognito answers a challenge response with an unknown or expired session with
-    ``NotAuthorizedException`` ("Invalid session for the user"); moto 5.2.5 says
+    ``NotAuthorizedException`` ("Invalid session for the user"); moto 5.2.6 says
     ``ResourceNotFoundException``, which in AWS means the pool or client is missing (a fault
     of ours, a 503). Make moto answer as Cognito does (idempotent)."""
     from moto.cognitoidp.exceptions import NotAuthorizedError
@@ -184,7 +184,7 @@ def percentile(values: list[float], p: float) -> float:
 
 def _install_cloudwatch_percentiles() -> None:
     """CloudWatch answers ``GetMetricData`` with the statistics ``p50``, ``p95``, ``p99.9``...
-    moto 5.2.5 knows only Sum, Average, Minimum, Maximum and SampleCount, and answers a
+    moto 5.2.6 knows only Sum, Average, Minimum, Maximum and SampleCount, and answers a
     percentile with a null value. Compute percentiles over the period's single values
     (idempotent)."""
     from moto.cloudwatch.models import Statistics

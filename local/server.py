@@ -207,7 +207,7 @@ class HttpApp:
     def _metrics(self, query: str) -> ApiResponse:
         assert self.metrics is not None
         minutes = parse_qs(query).get("minutes", [""])[-1]
-        if minutes and not (minutes.isdigit() and 0 < int(minutes) <= 100_000):
+        if minutes and not (minutes.isdecimal() and minutes.isascii() and 0 < int(minutes) <= 100_000):
             return json_response(400, {"message": "minutes must be a whole number from 1 to 100000"})
         since = time.time() - int(minutes) * 60 if minutes else None
         return json_response(200, {"metrics": self.metrics(since)})
@@ -215,7 +215,7 @@ class HttpApp:
     def _logs(self, query: str) -> ApiResponse:
         params = {name: values[-1] for name, values in parse_qs(query).items()}
         limit = params.get("limit", "1000")
-        if not (limit.isdigit() and 0 < int(limit) <= 20_000):
+        if not (limit.isdecimal() and limit.isascii() and 0 < int(limit) <= 20_000):
             return json_response(400, {"message": "limit must be a whole number from 1 to 20000"})
         records = self.console.logs(params.get("correlation_id"), params.get("function"), int(limit))
         return json_response(200, {"logs": records})

@@ -59,7 +59,10 @@ def test_each_task_type_gets_its_own_emf_object_with_service_and_task_type(capsy
     assert emf_objects(capsys.readouterr().out) == []
 
 
-@pytest.mark.parametrize(("task_type", "name"), [("welcome", "Registrations"), ("signup", "MailsSent")])
+@pytest.mark.parametrize(
+    ("task_type", "name"),
+    [("welcome", "Registrations"), ("signup", "MailsSent"), ("newsletter_fanout", "MailsSent")],
+)
 def test_a_task_metric_outside_the_contract_is_refused(task_type: str, name: str) -> None:
     with pytest.raises(ValueError, match="no task metric"):
         TaskMetrics().add(task_type, name, 1)
@@ -79,15 +82,15 @@ def test_every_task_metric_unit_is_one_cloudwatch_knows() -> None:
 def test_timed_records_the_processing_time_and_a_task_error_when_the_task_raises(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    with timed("newsletter_fanout"):
+    with timed("ses_event"):
         pass
-    with pytest.raises(RuntimeError), timed("newsletter_fanout"):
+    with pytest.raises(RuntimeError), timed("ses_event"):
         raise RuntimeError("boom")
-    with pytest.raises(TimeoutError), timed("newsletter_fanout", retry=(TimeoutError,)):
+    with pytest.raises(TimeoutError), timed("ses_event", retry=(TimeoutError,)):
         raise TimeoutError("not yet: again later")
     task_metrics.flush()
     (blob,) = emf_objects(capsys.readouterr().out)
-    assert blob["task_type"] == "newsletter_fanout"
+    assert blob["task_type"] == "ses_event"
     assert blob["TaskErrors"] == [1.0] and blob["TasksRetried"] == [1.0]
     assert isinstance(blob["ProcessingTime"], list) and len(blob["ProcessingTime"]) == 3
 
@@ -199,6 +202,9 @@ def test_the_figures_are_the_sums_and_percentiles_per_task_type_and_window() -> 
     assert windows["day"]["task_types"]["newsletter"]["mails"]["sent"] == 5000
     fanout = windows["hour"]["task_types"]["newsletter_fanout"]
     assert fanout["errors"] == {"task_errors": 1, "dead_lettered": 0} and "mails" not in fanout
+    # the dispatcher and the SES events dead-letter nothing themselves (AWS keeps their failures)
+    for task_type in ("newsletter_dispatch", "ses_event"):
+        assert windows["hour"]["task_types"][task_type]["errors"] == {"task_errors": 0}
     assert windows["hour"]["task_types"]["ses_event"]["processing_ms"] == {"samples": 0, "p50": None, "p95": None}
     totals = windows["hour"]["totals"]
     assert totals["mails_sent"] == 482 and totals["processed"] == 10
@@ -238,6 +244,26 @@ def test_a_finished_campaign_has_its_rate_over_its_sending_time_and_no_eta() -> 
     )
     progress = campaign_progress(done, NOW)
     assert progress["rate_per_second"] == 2.0 and progress["eta"] is None and progress["remaining"] == 0
+
+
+@pytest.mark.parametrize(
+    ("started_at", "rate"),
+    [
+        ("2026-12-06T10:28:40", 1.0),  # no time zone: UTC, as Mailroom writes them
+        ("yesterday", None),  # unreadable: no rate, and still an answer
+    ],
+)
+def test_an_odd_timestamp_never_breaks_the_figures(started_at: str, rate: float | None) -> None:
+    odd = campaign(started_at=started_at, segments=1, segments_left=0, recipients=100, resolved=100)
+    progress = campaign_progress(odd, NOW)
+    assert progress["rate_per_second"] == rate and progress["remaining"] == 0
+    assert report(FakeSource({}), Campaigns(odd), NOW)["campaigns"][0]["id"] == odd.id
+
+
+def test_more_done_than_counted_is_no_negative_remainder() -> None:
+    ahead = campaign(started_at=iso(NOW - timedelta(seconds=10)), segments=1, segments_left=0, recipients=5, resolved=7)
+    progress = campaign_progress(ahead, NOW)
+    assert progress["remaining"] == 0 and progress["eta"] == iso(NOW)
 
 
 def test_the_report_keeps_the_campaigns_when_cloudwatch_cannot_be_read() -> None:
@@ -298,6 +324,30 @@ def test_the_adapter_reads_sums_and_percentiles_of_the_task_metrics_per_window()
     assert got[("hour", "MailsFailed", "Sum")] is None  # never emitted
 
 
+class SplitPeriods:
+    """A GetMetricData that answers in two pages, each query with two values (a window split)."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def get_metric_data(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(kwargs)
+        results = [{"Id": q["Id"], "Values": [2.0, 3.0]} for q in kwargs["MetricDataQueries"]]
+        return {"MetricDataResults": results, **({} if "NextToken" in kwargs else {"NextToken": "more"})}
+
+
+def test_a_split_window_adds_its_sums_and_gives_no_percentile() -> None:
+    client = SplitPeriods()
+    asked = [q for q in queries() if q.task_type == "welcome" and q.window == "hour"]
+    starts, end = window_bounds(NOW)
+    values = CloudWatchMetrics("Mailroom", client).statistics(asked, starts, end)
+    got = {(q.metric, q.stat): values[q.id] for q in asked}
+    assert got[("MailsSent", "Sum")] == 10.0  # 2 + 3 on each of the two pages
+    assert got[("ProcessingTime", "p95")] is None
+    assert [call.get("NextToken") for call in client.calls] == [None, "more"]
+    assert all(call["ScanBy"] == "TimestampAscending" for call in client.calls)
+
+
 # -------------------------------------------------- the local runtime: EMF -> metrics
 
 
@@ -330,6 +380,13 @@ def test_what_cloudwatch_would_drop_is_dropped() -> None:
     nan = powertools_emf(MailsSent=1) | {"MailsSent": float("nan")}
     assert {point.name for point in datapoints_of(nan)} == {"ProcessingTime"}
     assert datapoints_of({"_aws": "nonsense"}) == [] and datapoints_of({"level": "INFO"}) == []
+    odd_sets = powertools_emf(MailsSent=1)
+    odd_sets["_aws"]["CloudWatchMetrics"][0]["Dimensions"] = [[5], [["a"]], "service"]
+    assert datapoints_of(odd_sets) == []
+    for stamp in (1e20, float("nan"), -1, True):
+        late = powertools_emf(MailsSent=1)
+        late["_aws"]["Timestamp"] = stamp
+        assert {point.name for point in datapoints_of(late)} == {"MailsSent", "ProcessingTime"}
 
 
 @mock_aws
@@ -383,6 +440,9 @@ def test_the_console_hands_emf_to_the_sink_and_keeps_log_records_by_correlation_
         console.function_line(function, json.dumps(line))
     console.function_line("WelcomeWorkerFunction#2", json.dumps({"level": "INFO", "message": "other"}))
     console.function_line("WelcomeWorkerFunction", "not json")
+    # a sink that fails costs the metric, never the function's output
+    console.metric_sink = lambda blob, function: 1 / 0
+    console.function_line("NewsletterWorkerFunction", json.dumps(powertools_emf(MailsSent=1)))
     assert seen == [("NewsletterWorkerFunction", "newsletter")]
     trail = console.logs(correlation_id="req-1")
     assert [(r["function"], r["message"]) for r in trail] == [
