@@ -113,10 +113,11 @@ def artifacts(build_dir: Path) -> list[Artifact]:
 def ensure_build(build_dir: Path) -> None:
     if (build_dir / "template.yaml").is_file():
         return
-    _log(f"{build_dir} has no build: running make build")
     if build_dir == BUILD_DIR:
+        _log(f"{build_dir} has no build: running make build")
         subprocess.run(["make", "build"], cwd=ROOT, check=True, stdout=sys.stderr)
     else:
+        _log(f"{build_dir} has no build: running sam build --build-dir {build_dir}")
         env = {**os.environ, "PATH": f"{ROOT / '.venv' / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
         sam = str(ROOT / ".tools" / "sam" / "bin" / "sam")
         subprocess.run([sam, "build", "--build-dir", str(build_dir)], cwd=ROOT, env=env, check=True, stdout=sys.stderr)
