@@ -277,6 +277,44 @@ def _environment() -> str:
 
 
 # ------------------------------------------------------------------------------ running
+# Issue #9's measurements, each a module of its own (python -m bench.<name> runs one alone):
+# measure(...) -> result, table(result) -> markdown lines, summary_rows(result) -> goal rows.
+EXTRA_HELP = {
+    "coldstart": "the cold start (handler import time against a bare boto3 import)",
+    "size": "the package size (sam build output)",
+    "latency": "the sign-up to outbox latency",
+    "cost": "the AWS requests per 1,000 recipients and the modeled cost",
+}
+EXTRA_TITLES = {
+    "coldstart": "Cold start",
+    "size": "Package size",
+    "latency": "Latency: sign-up to the outbox",
+    "cost": "Cost",
+}
+
+
+def _extras(args: argparse.Namespace) -> list[tuple[str, list[str], list[tuple[str, str, str, str]]]]:
+    """Issue #9's measurements that are not skipped: (name, table lines, goal rows)."""
+    import importlib
+
+    measured = []
+    for name, what in EXTRA_HELP.items():
+        if getattr(args, f"skip_{name}"):
+            continue
+        module = importlib.import_module(f"bench.{name}")
+        _log(f"{name}: {what}")
+        if name == "coldstart":
+            result = module.measure(args.coldstart_runs)
+        elif name == "latency":
+            result = module.measure(args.latency_signups)
+        elif name == "cost":
+            result = module.measure(args.cost_subscribers)
+        else:
+            result = module.measure()
+        measured.append((name, module.table(result), list(module.summary_rows(result))))
+    return measured
+
+
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n")[0])
     parser.add_argument("--subscribers", type=int, default=100_000, help="fan-out size (default 100000)")
@@ -287,6 +325,11 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         help="give up on the fan-out after this (s; keeps make bench under 10 minutes)",
     )
     parser.add_argument("--skip-fanout", action="store_true", help="measure only 1 and 2")
+    for name, what in EXTRA_HELP.items():
+        parser.add_argument(f"--skip-{name}", action="store_true", help=f"leave out {what}")
+    parser.add_argument("--coldstart-runs", type=int, default=9, help="import samples per handler (default 9)")
+    parser.add_argument("--latency-signups", type=int, default=200, help="sign-ups of the latency run (default 200)")
+    parser.add_argument("--cost-subscribers", type=int, default=2000, help="recipients of the cost run (default 2000)")
     parser.add_argument("--tasks", type=int, default=20, help="tasks per throughput run (default 20)")
     parser.add_argument("--per-task", type=int, default=50, help="recipients per task (default 50)")
     parser.add_argument("--threads", type=int, default=0, help="send threads (default: the worker's SEND_THREADS)")
@@ -347,9 +390,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         _log(f"3. fan-out of {args.subscribers:,} subscribers on the embedded runtime")
         fanout = measure_fanout(TEMPLATE, args.subscribers, args.fanout_timeout)
 
+    extras = _extras(args)
+
     command = " ".join(["python -m bench.run", *(argv if argv is not None else sys.argv[1:])])
+    goals = [row for _, _, rows in extras for row in rows]
     lines = [
-        "# Mailroom benchmarks (issue #3)",
+        "# Mailroom benchmarks (issues #3 and #9)",
         "",
         f"{datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, `{command}`",
         "",
@@ -357,6 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "",
         *_main_table(args, setup.batch_size, main_run, sequential, cpu, pacing, fanout),
         "",
+        *(["## Issue #9's goals", "", *_table(["measurement", "result", "goal", "met"], goals), ""] if goals else []),
         "## AWS requests by service",
         "",
         *_requests_table(fanout, main_run),
@@ -396,6 +443,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ]
         if fanout.errors:
             lines += ["", "Errors in the runtime's log:", "", *(f"    {line}" for line in fanout.errors[:20])]
+    for name, table_lines, _ in extras:
+        lines += ["", f"## {EXTRA_TITLES[name]}", "", *table_lines]
     lines += ["", *METHOD, "", f"Total: {time.monotonic() - started:.0f} s; machine at the end: {_environment()}."]
     report = "\n".join(lines) + "\n"
     print(report)

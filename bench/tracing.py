@@ -187,7 +187,10 @@ def build_view(base: Path, packages: Packages, compiled: bool) -> View:
                 _copy(top, view.opt)
     for name in sorted(packages.runtime - set(packages.layer)):
         for top in top_level(name):
-            (view.runtime / top.name).symlink_to(top)  # with its bytecode, as the runtime's
+            _copy(top, view.runtime)
+    # compiled in both cases, as the runtime image ships them (the dev venv holds no bytecode
+    # where PYTHONDONTWRITEBYTECODE is set: a link into it compiled boto3 at every sample)
+    compileall.compile_dir(view.runtime, quiet=2, workers=1)
     if compiled:
         for directory in (view.task, view.opt):
             compileall.compile_dir(directory, quiet=2, workers=1)
