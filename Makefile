@@ -169,9 +169,11 @@ lock: venv
 	sed -i '1i # Pinned for python3.13 on arm64 (the Lambda layer); do not edit: `make lock` writes it from requirements.in.' \
 		layers/dependencies/requirements.txt
 
-# Issue #3's measurements: worker throughput, pacing, fan-out of BENCH_ARGS' --subscribers
-# (default 100000) on the embedded runtime; prints a report and writes bench/results.md.
-bench: venv
+# Issues #3 and #9's measurements: worker throughput, pacing, fan-out of BENCH_ARGS'
+# --subscribers (default 100000) on the embedded runtime, cold start, package size (sam build),
+# sign-up latency, AWS requests and modeled cost; prints a report and writes bench/results.md.
+# Each part alone: python -m bench.coldstart | bench.size | bench.latency | bench.cost | bench.tracing.
+bench: venv sam
 	$(PY) -m bench.run $(BENCH_ARGS)
 
 clean:

@@ -45,6 +45,8 @@ BENCH_AGENT = "mailroom-bench"
 WORKER = "NewsletterWorkerFunction"
 FANOUT = "FanoutFunction"
 FANOUT_LABELS = frozenset({FANOUT})
+# What the runtime itself calls, as CloudWatch Logs does in AWS: the functions' EMF made metrics.
+RUNTIME_REQUESTS = frozenset({("monitoring", "PutMetricData")})
 # What the runtime's event source mappings (pollers) call: Lambda's side, not the functions'.
 MAPPING_ACTIONS = frozenset(
     {
@@ -148,7 +150,9 @@ class Fanout:
         return self.recipients / self.seconds if self.seconds else 0.0
 
     def function_requests(self) -> Counter[Key]:
-        return Counter({key: n for key, n in self.counts.items() if key[1] not in MAPPING_ACTIONS})
+        return Counter(
+            {key: n for key, n in self.counts.items() if key[1] not in MAPPING_ACTIONS and key not in RUNTIME_REQUESTS}
+        )
 
     def mapping_requests(self) -> Counter[Key]:
         return Counter({key: n for key, n in self.counts.items() if key[1] in MAPPING_ACTIONS})
