@@ -355,21 +355,9 @@ def _metric_keys(blob: Mapping[str, Any]) -> set[tuple[str, str, tuple[tuple[str
 
 # ------------------------------------------------------------------------------ the run
 def _client(runtime: Any, service: str) -> Any:
-    import boto3
-    from botocore.config import Config
+    from bench.fanout import _bench_client
 
-    from mailroom_local.aws import FAKE_CREDENTIALS  # type: ignore[import-not-found, unused-ignore]
-
-    session = boto3.session.Session(
-        aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-        aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
-        region_name=runtime.stack.region,
-    )
-    config = Config(
-        user_agent_extra=BENCH_AGENT, retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=16
-    )
-    return session.client(service, endpoint_url=runtime.endpoint_url, config=config)  # type: ignore[call-overload]
+    return _bench_client(runtime, service, BENCH_AGENT)
 
 
 def _seed(dynamodb: Any, table: str, count: int) -> None:

@@ -172,16 +172,15 @@ def _http(
             return error.code, error.read().decode(errors="replace")
 
 
-def _bench_client(runtime: Runtime, service: str) -> Any:
+def _bench_client(runtime: Runtime, service: str, agent: str = BENCH_AGENT) -> Any:
+    """A client of the runtime's moto for the bench itself, told apart by ``agent`` in its User-Agent."""
     session = boto3.session.Session(
         aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
         aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
         region_name=runtime.stack.region,
     )
-    config = Config(
-        user_agent_extra=BENCH_AGENT, retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=16
-    )
+    config = Config(user_agent_extra=agent, retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=16)
     return session.client(service, endpoint_url=runtime.endpoint_url, config=config)  # type: ignore[call-overload]
 
 
