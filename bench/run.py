@@ -254,23 +254,24 @@ METHOD = [
 ]
 
 
-def _environment() -> str:
+def code_commit(*paths: str) -> str:
+    """HEAD's short hash, and whether the code under test (``paths``) has uncommitted changes."""
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "layers", "functions", "local", "template.yaml"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
+            ["git", "status", "--porcelain", "--", *paths], cwd=ROOT, capture_output=True, text=True, check=False
         ).stdout.strip()
     except OSError:
         commit, dirty = "?", ""
+    return f"{commit}{' + uncommitted changes in the code under test' if dirty else ''}"
+
+
+def _environment() -> str:
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     return (
-        f"commit {commit}{' + uncommitted changes in the code under test' if dirty else ''}; "
+        f"commit {code_commit('layers', 'functions', 'local', 'template.yaml')}; "
         f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs, "
         f"load average {load}"
     )

@@ -57,7 +57,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from bench.run import _table
+from bench.run import _table, code_commit
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yaml"
@@ -473,21 +473,7 @@ def report(
 
 
 def _environment() -> str:
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "functions/newsletter_worker", "layers"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
-    except OSError:
-        commit, dirty = "?", ""
-    if dirty:
-        commit += " + uncommitted changes in the code under test"
+    commit = code_commit("functions/newsletter_worker", "layers")
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     return (
         f"commit {commit}; Python {platform.python_version()} on {platform.machine()} ({platform.system()}), "
