@@ -84,8 +84,8 @@ TASK_TYPES: dict[str, str] = {
     "ses_event": "ses-events",
 }
 
-# Every metric recorded per task type, with its unit. ``TaskMetrics.add`` refuses any other
-# name, so this list is the whole contract (tests/unit/test_monitoring.py holds the template to it).
+# Every metric recorded per task type, with its unit; TASK_METRICS_OF below says which task
+# type emits which, and TaskMetrics.add refuses any other pair.
 TASK_METRICS: dict[str, str] = {
     "TasksProcessed": MetricUnit.Count.value,  # tasks finished (whatever their mails' outcomes)
     "ProcessingTime": MetricUnit.Milliseconds.value,  # per task that ran (a newsletter task that raised has none)

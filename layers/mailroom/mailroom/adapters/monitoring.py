@@ -45,6 +45,7 @@ class CloudWatchMetrics:
         self, queries: list[MetricQuery], start_of: Mapping[str, datetime], end: datetime
     ) -> dict[str, float | None]:
         values: dict[str, float | None] = {query.id: None for query in queries}
+        stats = {query.id: query.stat for query in queries}
         by_window: dict[str, list[MetricQuery]] = {}
         for query in queries:
             by_window.setdefault(query.window, []).append(query)
@@ -54,7 +55,6 @@ class CloudWatchMetrics:
             for first in range(0, len(asked), MAX_QUERIES):
                 chunk = [self._query(query, seconds) for query in asked[first : first + MAX_QUERIES]]
                 token: str | None = None
-                stats = {query.id: query.stat for query in asked}
                 parts: dict[str, list[float]] = {}
                 while True:
                     kwargs: dict[str, Any] = {
