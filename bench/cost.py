@@ -304,6 +304,8 @@ def _instrument(runtime: Any, recorder: Recorder) -> None:
 
         pool.invoke = timed
 
+    from mailroom_local.metrics import datapoints_of  # type: ignore[import-not-found, unused-ignore]
+
     console = runtime.console
     function_line = console.function_line
 
@@ -317,7 +319,7 @@ def _instrument(runtime: Any, recorder: Recorder) -> None:
                 recorder.log_lines[logical_id] += 1
                 if emf is not None:
                     recorder.emf_bytes[logical_id] += size
-                    recorder.metrics.update(_metric_keys(emf))
+                    recorder.metrics.update((p.namespace, p.name, p.dimensions) for p in datapoints_of(emf))
         function_line(function, text)
 
     console.function_line = line
@@ -341,16 +343,6 @@ def _emf(text: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     return data if isinstance(data, dict) and isinstance(data.get("_aws"), dict) else None
-
-
-def _metric_keys(blob: Mapping[str, Any]) -> set[tuple[str, str, tuple[tuple[str, str], ...]]]:
-    keys = set()
-    for directive in blob["_aws"].get("CloudWatchMetrics") or []:
-        for dimensions in directive.get("Dimensions") or [[]]:
-            dims = tuple(sorted((str(name), str(blob.get(name))) for name in dimensions))
-            for metric in directive.get("Metrics") or []:
-                keys.add((str(directive.get("Namespace")), str(metric.get("Name")), dims))
-    return keys
 
 
 # ------------------------------------------------------------------------------ the run
