@@ -11,6 +11,7 @@ import re
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,6 +164,19 @@ def send_campaign(runtime: Runtime, subject: str, content: str = "Hello {{ name 
     assert campaign, "the campaign did not finish"
     assert wait_for(lambda: queues_idle(runtime, "NewsletterQueue", "FanoutQueue"), timeout=10.0)
     return campaign
+
+
+def record_statuses(runtime: Runtime, pk: str) -> Counter[str]:
+    """How many result records under ``pk`` ("welcome", "campaign#<id>") have each status."""
+    statuses: Counter[str] = Counter()
+    paginator = runtime.client("dynamodb").get_paginator("query")
+    for page in paginator.paginate(
+        TableName=runtime.stack.physical_name("ResultsTable"),
+        KeyConditionExpression="pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": pk}},
+    ):
+        statuses.update(item["status"]["S"] for item in page["Items"])
+    return statuses
 
 
 def queues_idle(runtime: Runtime, *names: str) -> bool:

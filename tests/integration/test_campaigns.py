@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from mailroom_local import Runtime
-from tests.integration.conftest import admin, http, mails_to, outbox, queues_idle, subscribe, wait_for
+from tests.integration.conftest import admin, http, mails_to, outbox, queues_idle, record_statuses, subscribe, wait_for
 from tests.support import ACCOUNT, REGION, TEMPLATE
 
 pytestmark = pytest.mark.integration
@@ -88,18 +88,6 @@ def _seed(runtime: Runtime, count: int) -> list[str]:
     return addresses
 
 
-def _record_statuses(runtime: Runtime, campaign_id: str) -> Counter[str]:
-    statuses: Counter[str] = Counter()
-    paginator = runtime.client("dynamodb").get_paginator("query")
-    for page in paginator.paginate(
-        TableName=runtime.stack.physical_name("ResultsTable"),
-        KeyConditionExpression="pk = :pk",
-        ExpressionAttributeValues={":pk": {"S": f"campaign#{campaign_id}"}},
-    ):
-        statuses.update(item["status"]["S"] for item in page["Items"])
-    return statuses
-
-
 def test_a_campaign_to_10000_subscribers_reaches_each_exactly_once(runtime: Runtime) -> None:
     from mailroom_local.outbox import Outbox
 
@@ -118,7 +106,7 @@ def test_a_campaign_to_10000_subscribers_reaches_each_exactly_once(runtime: Runt
     elapsed = time.monotonic() - started
     mails = [mail for mail in Outbox(ACCOUNT, REGION).messages() if mail["subject"] == subject]
     counts = Counter(address for mail in mails for address in mail["to"])
-    statuses = _record_statuses(runtime, campaign["id"])
+    statuses = record_statuses(runtime, f"campaign#{campaign['id']}")
     print(f"\n{LARGE} subscribers: {len(mails)} mails in {elapsed:.1f} s ({len(mails) / elapsed:.0f}/s)")
     # outbox: every address exactly once (the bulk ones, and the earlier test's subscribers)
     assert all(counts[address] == 1 for address in addresses)

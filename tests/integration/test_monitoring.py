@@ -6,7 +6,6 @@ follow them through the queues (GET /_local/logs)."""
 from __future__ import annotations
 
 import uuid
-from collections import Counter
 from typing import Any
 
 import pytest
@@ -20,6 +19,7 @@ from tests.integration.conftest import (
     http,
     mails_to,
     outbox,
+    record_statuses,
     send_campaign,
     wait_for,
 )
@@ -35,21 +35,6 @@ def sign_up(runtime: Runtime, address: str) -> str:
     assert http("GET", link, headers={"Accept": "application/json"}).status == 200
     assert wait_for(lambda: mails_to(runtime, address, "welcome"), timeout=10.0)
     return answer.headers["x-amzn-requestid"]
-
-
-def records(runtime: Runtime, pk: str) -> Counter[str]:
-    statuses: Counter[str] = Counter()
-    for page in (
-        runtime.client("dynamodb")
-        .get_paginator("query")
-        .paginate(
-            TableName=runtime.stack.physical_name("ResultsTable"),
-            KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": {"S": pk}},
-        )
-    ):
-        statuses.update(item["status"]["S"] for item in page["Items"])
-    return statuses
 
 
 def figures(runtime: Runtime) -> dict[str, Any]:
@@ -70,8 +55,8 @@ def test_the_admin_figures_equal_the_outbox_the_records_and_the_dead_letters(run
     welcomes = [m for m in mails if "welcome" in m["subject"].lower()]
     newsletters = [m for m in mails if m["subject"] == subject]
     assert len(confirmations) == len(welcomes) == len(newsletters) == len(READERS)
-    welcome_records = records(runtime, "welcome")
-    campaign_records = records(runtime, f"campaign#{campaign['id']}")
+    welcome_records = record_statuses(runtime, "welcome")
+    campaign_records = record_statuses(runtime, f"campaign#{campaign['id']}")
 
     def settled() -> dict[str, Any] | None:
         # CloudWatch has a function's metrics once its invocation printed them: wait for the last
