@@ -10,9 +10,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
@@ -20,6 +17,7 @@ from mailroom.adapters.campaigns import CampaignRepository
 from mailroom.adapters.dynamodb import SubscriberRepository
 from mailroom.adapters.results import CampaignResults
 from mailroom.adapters.sqs import TaskQueue
+from mailroom.batch import PartialBatchResponse, SqsRecord, process_batch
 from mailroom.config import FanoutSettingsEnv
 from mailroom.logic.fanout import FanoutSettings, run_step
 from mailroom.models import FanoutStep
@@ -40,10 +38,9 @@ fanout = FanoutSettings(
     page_size=settings.page_size,
     recipients_per_task=settings.recipients_per_task,
 )
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
-def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> str:
+def record_handler(record: SqsRecord, lambda_context: LambdaContext | None = None) -> str:
     try:
         step = FanoutStep.model_validate_json(record.body)
     except ValidationError as exc:
@@ -71,5 +68,5 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
 
 @logger.inject_lambda_context
 @log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialBatchResponse:
+    return process_batch(event, record_handler, context)

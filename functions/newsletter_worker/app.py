@@ -18,9 +18,6 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
@@ -31,6 +28,7 @@ from mailroom.adapters.results import CampaignResults
 from mailroom.adapters.secrets import LinkKeys
 from mailroom.adapters.ses import Mailer
 from mailroom.adapters.sqs import TaskQueue
+from mailroom.batch import PartialBatchResponse, SqsRecord, process_batch
 from mailroom.config import NewsletterWorkerSettings
 from mailroom.errors import TaskRetry
 from mailroom.links import Links
@@ -64,7 +62,6 @@ FRESH_COPY_AFTER_RECEIVES = 3
 # Everything loaded so far lives as long as the process: keep the garbage collector from
 # walking it (its pauses made the pacer's threads send in bursts after them).
 gc.freeze()
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
 # The results of this invocation's tasks, sent together before the records are reported.
@@ -84,7 +81,7 @@ def _send_batch(event: dict[str, Any], context: LambdaContext | None) -> None:
     _done.update(zip(tasks, results, strict=True))
 
 
-def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> str:
+def record_handler(record: SqsRecord, lambda_context: LambdaContext | None = None) -> str:
     try:
         task = CampaignTask.model_validate_json(record.body)
     except ValidationError as exc:
@@ -98,7 +95,7 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = Non
         raise result
     if not result.started:  # not started in time: it comes again (no error)
         task_metrics.add("newsletter", "TasksRetried", 1)
-        if int(record.attributes.approximate_receive_count or 1) < FRESH_COPY_AFTER_RECEIVES:
+        if int(record.receive_count) < FRESH_COPY_AFTER_RECEIVES:
             raise TaskRetry("the worker's time budget ran out before this task started")
         # Received often and never started (a slow send rate, big batches): a fresh copy, so
         # that time budgets alone never push a task into the dead-letter queue.
@@ -133,7 +130,7 @@ def _follow_up(task: CampaignTask, result: TaskResult) -> None:
 
 @logger.inject_lambda_context
 @log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialBatchResponse:
     pacer.set_rate(share_of(account_rate(), settings.max_concurrency))
     _send_batch(event, context)
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    return process_batch(event, record_handler, context)

@@ -13,9 +13,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import TypeAdapter, ValidationError
 
@@ -24,6 +21,7 @@ from mailroom.adapters.parameters import PublicUrl
 from mailroom.adapters.secrets import LinkKeys
 from mailroom.adapters.ses import Mailer
 from mailroom.adapters.sqs import TaskQueue
+from mailroom.batch import PartialBatchResponse, SqsRecord, process_batch
 from mailroom.config import WelcomeWorkerSettings
 from mailroom.errors import TaskRetry
 from mailroom.links import Links
@@ -47,11 +45,9 @@ tasks: TypeAdapter[WelcomeQueueTask] = TypeAdapter(WelcomeQueueTask)
 welcome_queue = TaskQueue(settings.welcome_queue_url)
 clock = utcnow  # what the age of another attempt's claim is judged by
 dead_letters = DeadLetters(TaskQueue(settings.dead_letter_queue_url), source="welcome", task_type="welcome")
-# Report every failed record, even when all failed: no Lambda error, no blanket retry.
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
-def record_handler(record: SQSRecord, lambda_context: LambdaContext | None = None) -> str:
+def record_handler(record: SqsRecord, lambda_context: LambdaContext | None = None) -> str:
     if Budget.of(lambda_context).expired():
         raise TaskRetry("the worker's time budget ran out before this record")
     try:
@@ -92,5 +88,5 @@ def _handle(task: WelcomeQueueTask, task_type: str) -> str:
 
 @logger.inject_lambda_context
 @log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> PartialBatchResponse:
+    return process_batch(event, record_handler, context)
