@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class _Settings(BaseModel):
-    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore")
+    model_config = ConfigDict(defer_build=True, frozen=True, populate_by_name=True, extra="ignore")
 
     stage: str = Field(default="dev", alias="STAGE")
 

@@ -24,19 +24,21 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from html.parser import HTMLParser
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
-from markdown_it import MarkdownIt
 from markupsafe import Markup
 from pydantic import ValidationError
 
 from mailroom.links import Links, fixed_links
 from mailroom.mail import environment
 from mailroom.models import Mail, Recipient
+
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
 
 FIELDS = ("name", "email", "unsubscribe_url", "sender_name", "subject")
 SAMPLE = Recipient(id="00000000-0000-4000-8000-000000000000", email="ada@example.com", name="Ada Lovelace")
@@ -120,6 +122,8 @@ def _render(field: str, template: Template, fields: dict[str, Any]) -> str:
 
 @cache
 def _markdown() -> MarkdownIt:
+    from markdown_it import MarkdownIt  # imported here: only a Markdown campaign's render pays for it
+
     # Raw HTML inside Markdown is shown as text, not passed through: format "html" is for HTML.
     return MarkdownIt("commonmark", {"html": False}).enable("table")
 

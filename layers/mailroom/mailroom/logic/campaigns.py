@@ -16,9 +16,8 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mailroom.content import SAMPLE, CampaignContent, CampaignRenderer, validate
 from mailroom.errors import Conflict, NotFound
 from mailroom.links import Links
 from mailroom.logic.delivery import Sender
@@ -38,10 +37,17 @@ from mailroom.models import (
 )
 from mailroom.observability import logger
 
+# mailroom.content is imported where it is used: the dispatcher (dispatch_due) never renders,
+# and the content module loads Jinja2's sandbox and markdown-it (bench.coldstart).
+if TYPE_CHECKING:
+    from mailroom.content import CampaignContent
+
 FINAL = (CampaignStatus.SENT, CampaignStatus.CANCELLED)
 
 
 def content_of(campaign: Campaign | CampaignCreate) -> CampaignContent:
+    from mailroom.content import CampaignContent
+
     return CampaignContent(campaign.subject, campaign.content, campaign.format.value)
 
 
@@ -65,6 +71,8 @@ class CampaignAdmin:
         return campaign
 
     def create(self, request: CampaignCreate) -> Campaign:
+        from mailroom.content import validate
+
         validate(content_of(request), self.sender.name)
         now = iso(self.clock())
         campaign = Campaign(
@@ -85,6 +93,8 @@ class CampaignAdmin:
         return self._get(campaign_id)
 
     def update(self, campaign_id: str, request: CampaignUpdate) -> Campaign:
+        from mailroom.content import validate
+
         campaign = self._get(campaign_id)
         if campaign.status not in (CampaignStatus.DRAFT, CampaignStatus.SCHEDULED):
             raise Conflict(f"The campaign is {campaign.status.value}; only drafts and scheduled campaigns can change.")
@@ -127,6 +137,8 @@ class CampaignAdmin:
 
     def _recipient(self, email: str | None, name: str | None) -> Recipient:
         """The subscriber with this address if there is one, else a sample recipient."""
+        from mailroom.content import SAMPLE
+
         if email:
             subscriber = self.subscribers.get(email)
             if subscriber is not None:
@@ -135,12 +147,16 @@ class CampaignAdmin:
         return SAMPLE if name is None else SAMPLE.model_copy(update={"name": name})
 
     def preview(self, content: CampaignContent, request: PreviewRequest) -> dict[str, str]:
+        from mailroom.content import CampaignRenderer
+
         recipient = self._recipient(request.email, request.name)
         mail = CampaignRenderer(content, self.sender.name, self.links).render(recipient)
         return {"to": mail.to, "subject": mail.subject, "html": mail.html, "text": mail.text}
 
     def test_send(self, campaign_id: str, request: TestSendRequest) -> dict[str, str]:
         """Send one copy now, subject marked [Test]; not a campaign mail (no record, no counters)."""
+        from mailroom.content import CampaignRenderer
+
         campaign = self._get(campaign_id)
         recipient = self._recipient(request.email, request.name)
         mail = CampaignRenderer(content_of(campaign), self.sender.name, self.links).render(
