@@ -37,8 +37,12 @@ def default_region() -> str:
     return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
 
 
-def client(service: str, endpoint_url: str, region: str) -> Any:
-    """A boto3 client for the local endpoint with the fake credentials (never the user's)."""
+def client(service: str, endpoint_url: str, region: str, user_agent_extra: str | None = None) -> Any:
+    """A boto3 client for the local endpoint with the fake credentials (never the user's);
+    ``user_agent_extra`` tells its requests apart (e.g. the emulated EventBridge's)."""
+    config = (
+        _CLIENT_CONFIG if user_agent_extra is None else _CLIENT_CONFIG.merge(Config(user_agent_extra=user_agent_extra))
+    )
     return boto3.session.Session().client(  # type: ignore[call-overload]
         service,
         endpoint_url=endpoint_url,
@@ -46,7 +50,7 @@ def client(service: str, endpoint_url: str, region: str) -> Any:
         aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
         aws_session_token=FAKE_CREDENTIALS["AWS_SESSION_TOKEN"],
-        config=_CLIENT_CONFIG,
+        config=config,
     )
 
 

@@ -12,7 +12,9 @@
 5. the HTTP server: API routes, local routes, the sign-up page (:mod:`.server`);
 6. one poller per SQS event source mapping (:mod:`.pollers`);
 7. the scheduler for the ``ScheduleV2``/``Schedule`` events (:mod:`.scheduler`);
-8. SES event publishing to the ``EventBridgeRule`` events (:mod:`.ses_events`).
+8. SES event publishing to the rules' targets: the ``AWS::Events::Rule`` queues (an SQS
+   message each, recorded by the queue's poller) and the ``EventBridgeRule`` events
+   (:mod:`.ses_events`).
 
 It seeds nothing: tables and queues start empty. Use it from tests as::
 
@@ -50,10 +52,11 @@ from .server import API_PREFIX, HttpApp, LocalHttpServer, server_address
 from .ses_events import SesEventBus
 from .template import SqsSourceSpec, Stack
 
-__all__ = ["DEFAULT_PORT", "PUBLIC_URL_PARAMETER", "Runtime"]
+__all__ = ["DEFAULT_PORT", "EVENTBRIDGE_AGENT", "PUBLIC_URL_PARAMETER", "Runtime"]
 
 DEFAULT_PORT = 3000
 PUBLIC_URL_PARAMETER = "PublicUrl"
+EVENTBRIDGE_AGENT = "mailroom-local-eventbridge"  # the user agent of the emulated EventBridge's SQS requests
 _WILDCARD_HOST = "0.0.0.0"  # noqa: S104 - compared with, never bound to  # nosec B104
 _ACTIVE = threading.Lock()  # moto's backends are per process: one runtime at a time
 
@@ -114,6 +117,7 @@ class Runtime:
         self.scheduler: Scheduler | None = None
         self.ses_events_mode = ses_events
         self.ses_events: SesEventBus | None = None
+        self._events_sqs: Any = None  # the emulated EventBridge's SQS client (made on its first send)
         self.outbox = Outbox(self.stack.account_id, self.stack.region)
         self._http: LocalHttpServer | None = None
         self._http_thread: threading.Thread | None = None
@@ -205,6 +209,8 @@ class Runtime:
             region=stack.region,
             console=self.console,
             mode=self.ses_events_mode,
+            send=self._eventbridge_send,
+            queue_depth=self._queue_depth,
         )
         _ = stack.functions  # validated now; read again after provisioning (queue URLs are moto's)
         self.authorizers = CognitoAuthorizers(stack, lambda: self.endpoint_url)
@@ -374,6 +380,25 @@ class Runtime:
             if (error := sandbox.init_error) is not None
         }
         return {"status": "failing", "functions": failed} if failed else {"status": "ok"}
+
+    def _eventbridge_send(self, queue_id: str, body: str) -> None:
+        """EventBridge's ``SendMessage`` to a rule's target queue (its own client: its requests
+        are EventBridge's, told apart by their user agent, ``EVENTBRIDGE_AGENT``)."""
+        assert self.provisioned is not None
+        if self._events_sqs is None:
+            self._events_sqs = aws.client("sqs", self.endpoint_url, self.stack.region, EVENTBRIDGE_AGENT)
+        self._events_sqs.send_message(QueueUrl=self.provisioned.queues[queue_id].url, MessageBody=body)
+
+    def _queue_depth(self, queue_id: str) -> dict[str, int]:
+        assert self.provisioned is not None
+        attributes = self._sqs.get_queue_attributes(
+            QueueUrl=self.provisioned.queues[queue_id].url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return {
+            "visible": int(attributes.get("ApproximateNumberOfMessages", 0)),
+            "in_flight": int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),
+        }
 
     def queue_status(self) -> list[dict[str, Any]]:
         """Approximate message counts of every queue (``GetQueueAttributes``)."""

@@ -30,9 +30,11 @@ Local routes:
 * ``GET /_local/logs`` -> the functions' JSON log records, oldest first (the last 1,000, or
   ``?limit=N``); ``?correlation_id=...`` only one task's trail, ``?function=...`` one function's
 * ``GET /_local/ses-events`` -> SES event publishing (:mod:`mailroom_local.ses_events`): the
-  mode (``simulator``, ``all``, ``off``), the EventBridge rules, and how many sends published
-  events, events were emitted, matched a rule, were delivered, failed (each failed
-  invocation), were dropped after the retries and are pending
+  mode (``simulator``, ``all``, ``off``), the EventBridge rules with their targets (a queue's
+  messages waiting and in flight: what its function has yet to record), and how many sends
+  published events, events were emitted, matched a rule, were delivered to the target,
+  failed (each refused send or failed invocation), were dropped after the retries and are
+  pending
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """SES event publishing to EventBridge: the events a configuration set's EventBridge
-destination puts on the default bus, delivered to the template's ``EventBridgeRule`` events.
+destination puts on the default bus, delivered to the targets of the template's rules.
 
 * **Which mails.** A send that SES v2 ``SendEmail`` accepted with a ``ConfigurationSetName``
   (captured by :mod:`.moto_ext`: moto keeps neither it nor the tags). Like SES's mailbox
@@ -16,7 +16,7 @@ destination puts on the default bus, delivered to the template's ``EventBridgeRu
   ===================================== ==================================================
 
   Other addresses get no events by default: a 10,000-mail campaign would otherwise cost
-  10,000 invocations of every matching function. ``MAILROOM_LOCAL_SES_EVENTS=off`` turns
+  10,000 messages to record (and invocations). ``MAILROOM_LOCAL_SES_EVENTS=off`` turns
   the events off altogether (``simulator`` is the default).
 * **What they look like.** EventBridge's envelope (``source`` ``aws.ses``, ``detail-type``
   "Email Sent", "Email Delivered", "Email Bounced", "Email Complaint Received", the
@@ -26,17 +26,25 @@ destination puts on the default bus, delivered to the template's ``EventBridgeRu
   ``bounce`` or ``complaint`` object). The original headers (``headers``,
   ``commonHeaders``) are left out. Event ids and feedback ids derive from the message id,
   so the same mail always makes the same events.
-* **Where they go.** To every enabled rule on the default bus whose pattern matches
-  (:func:`matches`: exact values, lists of them, nested objects - what the template uses;
-  any other pattern feature is refused when the runtime starts), asynchronously, as
-  EventBridge invokes Lambda: one background thread delivers them in order, a moment after
-  the send (``delay``; SES reports a delivery seconds after it accepted the mail). A failed
-  invocation is retried like Lambda's asynchronous invocations (after about 1 and 2
-  minutes), then dropped with an error line.
+* **Where they go.** To the target of every enabled rule on the default bus whose pattern
+  matches (:func:`matches`: exact values, lists of them, nested objects - what the template
+  uses; any other pattern feature is refused when the runtime starts), in the background:
+  one thread delivers them in order, a moment after the send (``delay``; SES reports a
+  delivery seconds after it accepted the mail).
+
+  - A rule whose target is one of the stack's queues (an ``AWS::Events::Rule``, as the
+    template's ``SesFeedbackRule``): the event, as JSON, becomes one SQS message on that
+    queue in moto (``send``, as EventBridge's ``SendMessage``); the runtime's poller of the
+    queue's event source mapping then invokes the function with batches. A refused send is
+    retried like EventBridge's retries (after about 1 and 2 minutes), then dropped.
+  - A function's ``EventBridgeRule`` event: the function is invoked with the event,
+    asynchronously; a failed invocation is retried like Lambda's asynchronous invocations
+    (after about 1 and 2 minutes), then dropped with an error line.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import threading
@@ -261,7 +269,7 @@ class _Delivery:
 
 
 class SesEventBus:
-    """Turns captured sends into events and invokes the matching rules' functions in the background."""
+    """Turns captured sends into events and delivers them to the matching rules' targets in the background."""
 
     def __init__(
         self,
@@ -274,12 +282,21 @@ class SesEventBus:
         mode: str | None = None,
         delay: float = 0.5,
         retry_delays: tuple[float, ...] = ASYNC_RETRY_DELAYS,
+        send: Callable[[str, str], None] | None = None,
+        queue_depth: Callable[[str], dict[str, int]] | None = None,
     ) -> None:
+        """``send(queue, body)`` puts a message on the stack's queue ``queue`` (a logical id),
+        raising if SQS refuses it; ``queue_depth(queue)`` answers its approximate counts
+        (``visible``, ``in_flight``) for :meth:`status`."""
         self.mode = resolve_mode(mode)
         self.rules = [rule for rule in rules if rule.enabled and rule.bus == "default"]
         for rule in self.rules:
-            check_pattern(rule.pattern, f"{rule.function}.{rule.name}.Pattern")
+            check_pattern(rule.pattern, f"{rule.target}.{rule.name}.Pattern")
+            if rule.queue is not None and send is None:
+                raise TemplateError(f"{rule.name}: its target is the queue {rule.queue}, and nothing sends to queues")
         self._invoke = invoke
+        self._send = send
+        self._queue_depth = queue_depth
         self._account_id = account_id
         self._region = region
         self._console = console
@@ -308,13 +325,22 @@ class SesEventBus:
 
     def status(self) -> dict[str, Any]:
         """What ``GET /_local/ses-events`` shows: the mode, the rules and the counts."""
-        with self._lock:
-            return {
-                "mode": self.mode,
-                "rules": [{"name": r.name, "target": r.function, "pattern": r.pattern} for r in self.rules],
-                **self._counts,
-                "pending": self._pending,
+        rules = []
+        for rule in self.rules:
+            shown: dict[str, Any] = {
+                "name": rule.name,
+                "target": rule.target,
+                "target_type": "sqs" if rule.queue is not None else "lambda",
+                "pattern": rule.pattern,
             }
+            if rule.queue is not None and self._queue_depth is not None:
+                try:
+                    shown["queue"] = self._queue_depth(rule.queue)  # what its function has yet to record
+                except Exception as exc:  # a status page answers what it can
+                    shown["queue"] = {"error": type(exc).__name__}
+            rules.append(shown)
+        with self._lock:
+            return {"mode": self.mode, "rules": rules, **self._counts, "pending": self._pending}
 
     def _count(self, name: str, by: int = 1) -> None:
         with self._lock:
@@ -346,17 +372,32 @@ class SesEventBus:
                 return
             self._deliver(delivery, attempt=0)
 
-    def _deliver(self, delivery: _Delivery, attempt: int) -> None:
-        invocation = self._invoke(delivery.rule.function, delivery.event)
+    def _attempt(self, delivery: _Delivery) -> str | None:
+        """Deliver once to the rule's target: None if it took the event, else why not."""
+        rule = delivery.rule
+        if rule.queue is not None:
+            assert self._send is not None  # checked at construction
+            try:
+                self._send(rule.queue, json.dumps(delivery.event))
+            except Exception as exc:  # EventBridge retries whatever the error
+                return f"SQS refused the message ({type(exc).__name__}); EventBridge retries"
+            return None
+        invocation = self._invoke(str(rule.function), delivery.event)
         if invocation.ok:
+            return None
+        return f"{rule.function} failed ({invocation.error_type}); Lambda retries asynchronous invocations"
+
+    def _deliver(self, delivery: _Delivery, attempt: int) -> None:
+        failure = self._attempt(delivery)
+        if failure is None:
             self._settle("delivered")
             return
         if attempt < len(self._retry_delays) and not self._stop.is_set():
             delay = self._retry_delays[attempt]
             self._count("failed")
             self._console.warning(
-                f"{delivery.rule.name}: {delivery.rule.function} failed on {delivery.event['detail-type']!r} "
-                f"({invocation.error_type}); Lambda retries asynchronous invocations: again in {delay:.0f} s",
+                f"{delivery.rule.name}: {delivery.event['detail-type']!r} to {delivery.rule.target}: "
+                f"{failure}: again in {delay:.0f} s",
                 "ses-events",
             )
             worker = threading.Thread(
@@ -368,8 +409,8 @@ class SesEventBus:
         self._count("failed")
         self._settle("dropped")
         self._console.error(
-            f"{delivery.rule.name}: {delivery.rule.function} failed on {delivery.event['detail-type']!r} "
-            "after all retries; the event is dropped",
+            f"{delivery.rule.name}: {delivery.event['detail-type']!r} to {delivery.rule.target}: {failure}; "
+            "after all retries the event is dropped",
             "ses-events",
         )
 

@@ -66,6 +66,7 @@ USER_POOL_CLIENT_TYPE = "AWS::Cognito::UserPoolClient"
 USER_POOL_GROUP_TYPE = "AWS::Cognito::UserPoolGroup"
 SCHEDULE_EVENT_TYPES = ("ScheduleV2", "Schedule")
 EVENT_RULE_TYPES = ("EventBridgeRule", "CloudWatchEvent")  # SAM's two names of an EventBridge rule
+EVENTS_RULE_TYPE = "AWS::Events::Rule"
 
 
 @dataclass(frozen=True)
@@ -168,13 +169,20 @@ class ScheduleSpec:
 
 @dataclass(frozen=True)
 class EventRuleSpec:
-    """An ``EventBridgeRule`` event: a rule on an event bus whose pattern selects what the function gets."""
+    """A rule on an event bus whose pattern selects the events its target gets: a function's
+    ``EventBridgeRule`` event (``function``), or an ``AWS::Events::Rule`` whose target is one
+    of the stack's queues (``queue``, the queue's logical id)."""
 
     name: str
-    function: str
+    function: str | None
     pattern: dict[str, Any]
     bus: str = "default"
     enabled: bool = True
+    queue: str | None = None
+
+    @property
+    def target(self) -> str:
+        return str(self.queue or self.function)
 
 
 class Stack:
@@ -324,8 +332,10 @@ class Stack:
         return values[attribute]
 
     def _identity_attributes(self, resource: str, kind: str, name: str) -> dict[str, Any]:
-        """``Fn::GetAtt`` of user pools, their clients and KMS keys."""
+        """``Fn::GetAtt`` of user pools, their clients, KMS keys and EventBridge rules."""
         arn_prefix = f"arn:aws:{{}}:{self.region}:{self.account_id}"
+        if kind == EVENTS_RULE_TYPE:  # AWS-shaped: the runtime's SesEventBus plays the rule
+            return {"Arn": f"{arn_prefix.format('events')}:rule/{name}"}
         if kind == USER_POOL_TYPE:
             # the pool moto created (its id is random, recorded by provision), else AWS-shaped
             pool_id = self.ref(resource)
@@ -663,6 +673,32 @@ class Stack:
                         bus=bus,
                         enabled=_truthy(properties.get("Enabled", True))
                         and str(properties.get("State", "ENABLED")).upper() != "DISABLED",
+                    )
+                )
+        return rules + self._queue_rules()
+
+    def _queue_rules(self) -> list[EventRuleSpec]:
+        """Every ``AWS::Events::Rule`` with an event pattern, one spec per target that is one
+        of the stack's queues (other targets are refused: nothing local would receive them)."""
+        rules: list[EventRuleSpec] = []
+        for logical_id in self.of_type(EVENTS_RULE_TYPE):
+            properties = self.resolve(self._properties(logical_id))
+            pattern = properties.get("EventPattern")
+            if not isinstance(pattern, dict) or not pattern:
+                raise TemplateError(f"{logical_id}: only rules with an EventPattern are supported locally")
+            bus = str(properties.get("EventBusName") or "default").rpartition("/")[2]
+            for target in properties.get("Targets") or []:
+                queue = self.queue_logical_id_by_arn(str(target.get("Arn")))
+                if queue is None:
+                    raise TemplateError(f"{logical_id}: target {target.get('Id')!r} is not one of the stack's queues")
+                rules.append(
+                    EventRuleSpec(
+                        name=logical_id,
+                        function=None,
+                        pattern=pattern,
+                        bus=bus,
+                        enabled=str(properties.get("State", "ENABLED")).upper() == "ENABLED",
+                        queue=queue,
                     )
                 )
         return rules

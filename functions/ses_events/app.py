@@ -1,18 +1,27 @@
-"""SES events: the configuration set's delivery, bounce and complaint events, from EventBridge.
+"""SES events: the configuration set's delivery, bounce and complaint events, a batch at a time.
 
-One event per invocation. Each is recorded on its mail's result record (campaign counters
-``delivered``, ``bounced``, ``complained`` counted once per record), a hard bounce or a
-complaint suppresses the subscriber, a soft bounce counts towards its ``soft_bounces``
-(see ``logic.feedback``). An event that is not an SES event Mailroom can read is logged
-and ignored: retrying cannot fix it. AWS errors, and an event whose record is still being
-sent, raise: the invocation is retried (Lambda's asynchronous retries).
+EventBridge's rule puts every event on SesEventsQueue (SQS); its event source mapping hands
+the function batches of up to 100, each message's body one EventBridge event. Each event is
+recorded on its mail's result record (campaign counters ``delivered``, ``bounced``,
+``complained`` counted once per record), a hard bounce or a complaint suppresses the
+subscriber, a soft bounce counts towards its ``soft_bounces`` (see ``logic.feedback``).
 
-Addresses are never logged: the event is not logged as a whole.
+* A message that is not an SES event Mailroom can read is logged and dropped: retrying
+  cannot fix it.
+* An event whose record is still being sent, or that failed on an AWS error, is that
+  message's failure alone (``batchItemFailures``): SQS brings it again after the visibility
+  timeout, and after 5 receives moves it to the dead-letter queue.
+
+Addresses are never logged: no event is logged as a whole, and there is one summary line
+per batch, no line per event.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import time
+from collections import Counter
 from typing import Any
 
 from aws_lambda_powertools.metrics import single_metric
@@ -20,9 +29,18 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from mailroom.adapters.feedback import FeedbackLedger, RecordNotReady
 from mailroom.config import SesEventsSettings
-from mailroom.logic.feedback import BOUNCE, COMPLAINT, DELIVERY, Feedback, InvalidFeedback, apply_feedback, parse_event
+from mailroom.logic.feedback import (
+    BOUNCE,
+    COMPLAINT,
+    DELIVERY,
+    Feedback,
+    InvalidFeedback,
+    SesEvent,
+    apply_batch,
+    parse_event,
+)
 from mailroom.models import utcnow
-from mailroom.observability import MetricUnit, log_metrics, logger, metrics, task_metrics, timed
+from mailroom.observability import MetricUnit, log_metrics, logger, metrics, task_metrics
 
 settings = SesEventsSettings.from_env(os.environ)
 store = FeedbackLedger(settings.results_table, settings.subscribers_table, settings.campaigns_table)
@@ -48,24 +66,66 @@ def count(feedback: Feedback) -> None:
             metric.add_dimension(name="service", value=metrics.service or "ses-events")
 
 
+def read(record: Any) -> SesEvent:
+    """The SES event in one SQS message (its body: the EventBridge event, as JSON)."""
+    if not isinstance(record, dict) or not isinstance(record.get("body"), str):
+        raise InvalidFeedback("not an SQS message with a body")
+    try:
+        body = json.loads(record["body"])
+    except ValueError:
+        raise InvalidFeedback("the message body is not JSON") from None
+    return parse_event(body)
+
+
 @logger.inject_lambda_context
 @log_metrics
 def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
-    try:
-        ses_event = parse_event(event)
-    except InvalidFeedback as exc:
-        logger.warning("not an SES event Mailroom can read: ignored", extra={"reason": str(exc)})
-        metrics.add_metric(name="SesEventsIgnored", unit=MetricUnit.Count, value=1)
-        return {"outcome": "malformed", "reason": str(exc)}
-    logger.set_correlation_id(ses_event.id or context.aws_request_id)
-    try:
-        # a record still being sent is no error: the event comes again (Lambda's retry)
-        with timed(TASK_TYPE, retry=(RecordNotReady,)):
-            feedback = apply_feedback(ses_event, store, clock)
-    except RecordNotReady as exc:
-        logger.warning(
-            "the mail's record is still being sent: failing, so that the event comes again", extra={"reason": str(exc)}
-        )
-        raise
-    count(feedback)
-    return feedback.summary()
+    records = event.get("Records") if isinstance(event, dict) else None
+    messages: list[tuple[str, SesEvent]] = []
+    ignored = 0
+    for record in records if isinstance(records, list) else []:
+        try:
+            messages.append((str(record["messageId"]), read(record)))
+        except (InvalidFeedback, KeyError, TypeError) as exc:
+            # retrying cannot fix it: dropped (the reason names a field, never a value)
+            reason = str(exc) if isinstance(exc, InvalidFeedback) else "an SQS message without its messageId"
+            logger.warning("not an SES event Mailroom can read: ignored", extra={"reason": reason})
+            metrics.add_metric(name="SesEventsIgnored", unit=MetricUnit.Count, value=1)
+            ignored += 1
+
+    started = time.perf_counter()
+    results = apply_batch([ses_event for _, ses_event in messages], store, clock) if messages else []
+    # ProcessingTime per event: the batch's time shared among its events (they are recorded together)
+    per_event_ms = (time.perf_counter() - started) * 1000 / max(1, len(messages))
+
+    failures: list[str] = []
+    outcomes: Counter[str] = Counter()
+    for (message_id, ses_event), result in zip(messages, results, strict=True):
+        task_metrics.add(TASK_TYPE, "ProcessingTime", per_event_ms)
+        if isinstance(result, RecordNotReady):
+            # no error: the record is still being sent; the message comes again after the visibility timeout
+            task_metrics.add(TASK_TYPE, "TasksRetried", 1)
+            outcomes["not ready"] += 1
+            failures.append(message_id)
+        elif isinstance(result, Exception):
+            task_metrics.add(TASK_TYPE, "TaskErrors", 1)
+            outcomes["error"] += 1
+            failures.append(message_id)
+            logger.error(
+                "an SES event could not be recorded: its message comes again",
+                extra={"event_id": ses_event.id, "error": type(result).__name__, "reason": str(result)},
+            )
+        else:
+            count(result)
+            outcomes[result.outcome] += 1
+    logger.info(
+        "task done",
+        extra={
+            "task_type": TASK_TYPE,
+            "events": len(messages),
+            "ignored": ignored,
+            "outcomes": dict(outcomes),
+            "retried": len(failures),
+        },
+    )
+    return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in failures]}

@@ -196,11 +196,13 @@ def test_local_routes_list_schedules_and_queues(runtime: Runtime) -> None:
         "DispatcherFailureQueue",
         "FanoutQueue",
         "FanoutDeadLetterQueue",
+        "SesEventsQueue",
         "SesEventsDeadLetterQueue",
         "NewsletterDispatcherFunctionDailyNewsletterQueue",
         "NewsletterDispatcherFunctionRecoveryQueue",
     }
     assert queues["WelcomeDeadLetterQueue"]["dead_letter_queue_of"] == "WelcomeQueue"
+    assert queues["SesEventsDeadLetterQueue"]["dead_letter_queue_of"] == "SesEventsQueue"
     for queue in queues.values():
         assert isinstance(queue["ApproximateNumberOfMessages"], int)
         assert isinstance(queue["ApproximateNumberOfMessagesNotVisible"], int)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import copy
+import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import ReadTimeoutError
+from botocore.exceptions import ClientError, ReadTimeoutError
 
 from mailroom.adapters.feedback import FeedbackLedger, RecordNotReady
 from mailroom.logic.feedback import (
@@ -18,13 +19,16 @@ from mailroom.logic.feedback import (
     MailRef,
     RecordChange,
     Recorded,
+    RecordResult,
+    apply_batch,
     apply_feedback,
     mail_ref,
     parse_event,
 )
+from mailroom.observability import logger
 from mailroom_local.template import Stack
 from tests.conftest import LambdaContext
-from tests.support import REGION, load_event
+from tests.support import REGION, load_event, sqs_event
 
 CAMPAIGN = "c0ffee00c0ffee00c0ffee00c0ffee01"
 DELIVERED_ID = "3f1c2a9e-5b7d-4e2a-9c1f-8d6b0a4e7c21"  # the subscribers of the sample events
@@ -111,13 +115,61 @@ def ledger(stack: Stack) -> FeedbackLedger:
 
 
 @pytest.fixture
+def logs() -> Iterator[Callable[[], str]]:
+    """The JSON log lines the functions write (the Powertools logger's stream), as text."""
+    stream = io.StringIO()
+    previous = logger.registered_handler.setStream(stream)
+    try:
+        yield stream.getvalue
+    finally:
+        logger.registered_handler.setStream(previous)
+
+
+@pytest.fixture
 def app(load_function: Callable[..., ModuleType]) -> ModuleType:
     return load_function("SesEventsFunction")
 
 
 def handle(app: ModuleType, event: Any) -> dict[str, Any]:
-    result: dict[str, Any] = app.lambda_handler(event, LambdaContext())
+    """What one event did (``Feedback.summary()``), recorded by the function's own store and
+    clock (the handler answers only its batch's failures; batches are tested below)."""
+    try:
+        return apply_feedback(parse_event(event), app.store, app.clock).summary()
+    except InvalidFeedback as exc:
+        return {"outcome": "malformed", "reason": str(exc)}
+
+
+def invoke(app: ModuleType, stack: Stack, *events: Any) -> dict[str, Any]:
+    """The handler with one SQS batch: a message per event, its body the EventBridge event."""
+    result: dict[str, Any] = app.lambda_handler(sqs_event(stack, "SesEventsQueue", list(events)), LambdaContext())
     return result
+
+
+def message_ids(batch: dict[str, Any]) -> list[str]:
+    return [record["messageId"] for record in batch["Records"]]
+
+
+def emf(out: str) -> dict[str, float]:
+    """The task metrics of the ses_event task type in the output: name -> sum of its values."""
+    found: dict[str, float] = {}
+    for line in out.splitlines():
+        if not line.startswith('{"_aws"'):
+            continue
+        blob = json.loads(line)
+        if blob.get("task_type") != "ses_event" or "bounce" in blob:
+            continue
+        for directive in blob["_aws"]["CloudWatchMetrics"]:
+            for metric in directive["Metrics"]:
+                value = blob[metric["Name"]]
+                found[metric["Name"]] = found.get(metric["Name"], 0) + (
+                    sum(value) if isinstance(value, list) else value
+                )
+    return found
+
+
+def task_done(out: str) -> list[dict[str, Any]]:
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{") and '"task done"' in line]
+    return [line for line in lines if line.get("message") == "task done"]
 
 
 # ------------------------------------------------------------------ the sample events
@@ -179,11 +231,13 @@ def test_a_delivery_is_recorded_and_counted_once(tables: Tables, app: ModuleType
     assert tables.subscriber("success@simulator.amazonses.com")["status"] == "subscribed"
 
 
-def test_metrics_and_logs_name_no_address(tables: Tables, app: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
-    for name in SAMPLES:
-        handle(app, load_event(name))
+def test_metrics_and_logs_name_no_address(
+    tables: Tables, app: ModuleType, stack: Stack, capsys: pytest.CaptureFixture[str], logs: Callable[[], str]
+) -> None:
+    assert invoke(app, stack, *(load_event(name) for name in SAMPLES)) == {"batchItemFailures": []}
     out = capsys.readouterr().out
     assert "@" not in out.replace('"service":"ses-events"', "")
+    assert logs() and "simulator.amazonses.com" not in logs()
     blobs = [json.loads(line) for line in out.splitlines() if line.startswith('{"_aws"')]
     names = {metric["Name"] for blob in blobs for d in blob["_aws"]["CloudWatchMetrics"] for metric in d["Metrics"]}
     assert {"SesDeliveries", "SesBounces", "SesComplaints", "SubscribersSuppressed"} <= names
@@ -345,15 +399,37 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], Any]:
         _set("detail.bounce.bounceType", None),
     ],
 )
-def test_malformed_events_are_logged_and_ignored(
-    tables: Tables, app: ModuleType, make: Callable[[dict[str, Any]], Any], capsys: pytest.CaptureFixture[str]
+def test_malformed_events_are_logged_and_dropped(
+    tables: Tables,
+    app: ModuleType,
+    stack: Stack,
+    make: Callable[[dict[str, Any]], Any],
+    capsys: pytest.CaptureFixture[str],
+    logs: Callable[[], str],
 ) -> None:
     result = handle(app, make(load_event("ses_events_bounce.json")))
     assert result["outcome"] == "malformed"
     assert "simulator.amazonses.com" not in result["reason"]
-    assert "simulator.amazonses.com" not in capsys.readouterr().out
+    # in a batch: logged with the reason, counted, dropped (retrying cannot fix it): no item failure
+    assert invoke(app, stack, make(load_event("ses_events_bounce.json"))) == {"batchItemFailures": []}
+    out = capsys.readouterr().out
+    assert "simulator.amazonses.com" not in out + logs()
+    assert "not an SES event Mailroom can read: ignored" in logs()
+    assert '"SesEventsIgnored":[1.0]' in out
     assert tables.subscriber("bounce@simulator.amazonses.com")["status"] == "subscribed"
     assert tables.counters()["bounced"] == 0
+
+
+def test_messages_that_are_no_json_or_no_message_are_dropped(
+    tables: Tables, app: ModuleType, stack: Stack, logs: Callable[[], str]
+) -> None:
+    batch = sqs_event(stack, "SesEventsQueue", [load_event("ses_events_delivery.json")] * 2)
+    batch["Records"][0]["body"] = "bounce@simulator.amazonses.com is not JSON"
+    batch["Records"].append({"body": "{}"})  # no messageId
+    assert app.lambda_handler(batch, LambdaContext()) == {"batchItemFailures": []}
+    assert "simulator.amazonses.com" not in logs()
+    assert logs().count("not an SES event Mailroom can read: ignored") == 2
+    assert tables.counters()["delivered"] == 1
 
 
 def test_a_recipient_that_is_no_address_is_skipped(tables: Tables, app: ModuleType) -> None:
@@ -437,18 +513,18 @@ def test_only_the_first_event_of_a_kind_counts_when_another_races_it(tables: Tab
     """Another delivery event is recorded between our read and our write: ours is recorded again, uncounted."""
     ref = MailRef(f"campaign#{CAMPAIGN}", DELIVERED_ID, DELIVERED_ID, CAMPAIGN)
     message_id = tables.record(ref.pk, ref.sk)["message_id"]
-    real_get = ledger._get
+    real_get = ledger._get_many
     raced: list[Any] = []
 
-    def get(found: MailRef) -> dict[str, Any] | None:
-        current = real_get(found)
+    def get(refs: Any) -> Any:
+        current = real_get(refs)
         if not raced:
             raced.append(None)
-            ledger._get = real_get  # type: ignore[method-assign]
+            ledger._get_many = real_get  # type: ignore[method-assign]
             raced[0] = ledger.record(ref, RecordChange("delivery:a", message_id, "delivered_at", "a", "delivered"))
         return current
 
-    ledger._get = get  # type: ignore[method-assign]
+    ledger._get_many = get  # type: ignore[method-assign]
     result = ledger.record(ref, RecordChange("delivery:b", message_id, "delivered_at", "b", "delivered"))
     assert (raced[0].recorded, raced[0].counted) == (Recorded.FIRST, True)
     assert (result.recorded, result.counted) == (Recorded.AGAIN, False)
@@ -478,3 +554,195 @@ def test_parse_event_says_where_and_what_but_never_the_values() -> None:
         parse_event(event)
     assert "detail.bounce.timestamp" in str(raised.value)
     assert "simulator" not in str(raised.value)
+
+
+# ------------------------------------------------------------------------------ batches
+def test_the_sample_batch_records_every_event_and_logs_one_line(
+    tables: Tables, app: ModuleType, capsys: pytest.CaptureFixture[str], logs: Callable[[], str]
+) -> None:
+    batch = load_event("ses_events_sqs.json")  # what sam local invoke gets: the three samples
+    assert [json.loads(record["body"]) for record in batch["Records"]] == [load_event(name) for name in SAMPLES]
+    assert app.lambda_handler(batch, LambdaContext()) == {"batchItemFailures": []}
+    assert tables.counters() == {"delivered": 1, "bounced": 1, "complained": 1}
+    assert tables.subscriber("bounce@simulator.amazonses.com")["status"] == "suppressed"
+    assert tables.subscriber("complaint@simulator.amazonses.com")["status"] == "suppressed"
+    out = capsys.readouterr().out
+    (done,) = task_done(logs())  # one line per batch, none per event
+    assert (done["events"], done["ignored"], done["retried"], done["outcomes"]) == (3, 0, 0, {"recorded": 3})
+    assert "SES event processed" not in logs()
+    metrics = emf(out)
+    assert (metrics["TasksProcessed"], metrics["SesDeliveries"], metrics["SesComplaints"]) == (3, 1, 1)
+    assert metrics["SubscribersSuppressed"] == 2
+    assert len(json.loads(next(line for line in out.splitlines() if '"ProcessingTime"' in line))["ProcessingTime"]) == 3
+
+
+def test_a_batch_with_duplicate_events_counts_each_once(
+    tables: Tables, app: ModuleType, stack: Stack, capsys: pytest.CaptureFixture[str], logs: Callable[[], str]
+) -> None:
+    delivery, bounce = load_event("ses_events_delivery.json"), load_event("ses_events_bounce.json")
+    assert invoke(app, stack, delivery, bounce, delivery, bounce, delivery) == {"batchItemFailures": []}
+    assert tables.counters() == {"delivered": 1, "bounced": 1, "complained": 0}
+    record = tables.record(f"campaign#{CAMPAIGN}", DELIVERED_ID)
+    assert record["feedback"] == {"delivery:2026-11-28T10:00:01.000Z"}
+    out = capsys.readouterr().out
+    (done,) = task_done(logs())
+    assert done["outcomes"] == {"recorded": 2, "duplicate": 3}
+    metrics = emf(out)
+    assert (metrics["TasksProcessed"], metrics["SesDeliveries"]) == (5, 1)
+    assert metrics["SubscribersSuppressed"] == 1  # the repeats find it suppressed
+    # and again in the next batch: nothing new
+    assert invoke(app, stack, delivery, bounce) == {"batchItemFailures": []}
+    assert tables.counters() == {"delivered": 1, "bounced": 1, "complained": 0}
+
+
+def test_events_of_one_record_in_one_batch_are_each_recorded(tables: Tables, app: ModuleType, stack: Stack) -> None:
+    complaint = load_event("ses_events_complaint.json")
+    delivered = copy.deepcopy(load_event("ses_events_delivery.json"))
+    delivered["detail"]["mail"] = copy.deepcopy(complaint["detail"]["mail"])  # the same mail: delivered, complained
+    batch = [delivered, complaint, soft_bounce("fb-1"), soft_bounce("fb-2"), soft_bounce("fb-3", "Undetermined")]
+    assert invoke(app, stack, *batch) == {"batchItemFailures": []}
+    assert tables.counters() == {"delivered": 1, "bounced": 1, "complained": 1}
+    record = tables.record(f"campaign#{CAMPAIGN}", COMPLAINED_ID)
+    assert record["feedback"] == {"delivery:2026-11-28T10:00:01.000Z", "complaint:" + complaint_id(complaint)}
+    assert (record["delivered_at"], record["complained_at"]) == ("2026-11-28T10:00:01.000Z", "2026-11-28T10:00:02.000Z")
+    bounced = tables.record(f"campaign#{CAMPAIGN}", BOUNCED_ID)
+    assert bounced["feedback"] == {"bounce:fb-1", "bounce:fb-2", "bounce:fb-3"}
+    assert int(tables.subscriber("bounce@simulator.amazonses.com")["soft_bounces"]) == 3
+
+
+def complaint_id(event: dict[str, Any]) -> str:
+    return str(event["detail"]["complaint"]["feedbackId"])
+
+
+def test_soft_bounces_of_one_subscriber_on_two_records_in_one_batch(stack: Stack, app: ModuleType) -> None:
+    tables = Tables(stack)
+    tables.add_campaign()
+    tables.add_subscriber("bounce@simulator.amazonses.com", BOUNCED_ID)
+    tables.add_record(f"campaign#{CAMPAIGN}", BOUNCED_ID, "m-1")
+    tables.add_record("welcome", BOUNCED_ID, "m-2")
+    on_campaign = soft_bounce("fb-1")
+    on_campaign["detail"]["mail"]["messageId"] = "m-1"
+    on_welcome = soft_bounce("fb-2")
+    on_welcome["detail"]["mail"] |= {"messageId": "m-2", "tags": {"kind": ["welcome"], "subscriber": [BOUNCED_ID]}}
+    # two updates of the subscriber's item cannot share a transaction: two transactions
+    assert invoke(app, stack, on_campaign, on_welcome) == {"batchItemFailures": []}
+    assert int(tables.subscriber("bounce@simulator.amazonses.com")["soft_bounces"]) == 2
+    assert tables.counters()["bounced"] == 1
+
+
+def test_a_record_still_being_sent_fails_exactly_its_message(
+    tables: Tables, app: ModuleType, stack: Stack, capsys: pytest.CaptureFixture[str], logs: Callable[[], str]
+) -> None:
+    tables.add_record(f"campaign#{CAMPAIGN}", BOUNCED_ID, None, status="sending")
+    batch = sqs_event(stack, "SesEventsQueue", [load_event(name) for name in SAMPLES])
+    bounce_message = message_ids(batch)[1]
+    assert app.lambda_handler(batch, LambdaContext()) == {"batchItemFailures": [{"itemIdentifier": bounce_message}]}
+    # the others are recorded; the bounce's subscriber is suppressed already; its record waits
+    assert tables.counters() == {"delivered": 1, "bounced": 0, "complained": 1}
+    assert tables.subscriber("bounce@simulator.amazonses.com")["status"] == "suppressed"
+    out = capsys.readouterr().out
+    (done,) = task_done(logs())
+    assert (done["retried"], done["outcomes"]) == (1, {"recorded": 2, "not ready": 1})
+    metrics = emf(out)
+    assert (metrics["TasksRetried"], metrics["TasksProcessed"], metrics.get("TaskErrors", 0)) == (1, 2, 0)
+    # the message comes again once the worker recorded its send: recorded then, counted once
+    tables.add_record(
+        f"campaign#{CAMPAIGN}", BOUNCED_ID, load_event("ses_events_bounce.json")["detail"]["mail"]["messageId"]
+    )
+    assert app.lambda_handler(batch, LambdaContext()) == {"batchItemFailures": []}
+    assert tables.counters() == {"delivered": 1, "bounced": 1, "complained": 1}
+
+
+def test_an_aws_error_on_one_event_fails_only_its_message(
+    tables: Tables, app: ModuleType, stack: Stack, capsys: pytest.CaptureFixture[str], logs: Callable[[], str]
+) -> None:
+    real = app.store.suppress
+
+    def suppress(email: str, *args: Any) -> bool:
+        if email.startswith("complaint"):
+            raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "UpdateItem")
+        return bool(real(email, *args))
+
+    app.store.suppress = suppress
+    batch = sqs_event(stack, "SesEventsQueue", [load_event(name) for name in SAMPLES])
+    complaint_message = message_ids(batch)[2]
+    assert app.lambda_handler(batch, LambdaContext()) == {"batchItemFailures": [{"itemIdentifier": complaint_message}]}
+    assert tables.counters() == {"delivered": 1, "bounced": 1, "complained": 0}
+    out = capsys.readouterr().out
+    assert "an SES event could not be recorded" in logs()
+    assert "simulator.amazonses.com" not in out + logs()
+    assert emf(out)["TaskErrors"] == 1
+
+
+def test_a_conflict_is_retried(tables: Tables, ledger: FeedbackLedger) -> None:
+    real = ledger.client.transact_write_items
+    calls: list[int] = []
+
+    def conflicting(**kwargs: Any) -> Any:
+        calls.append(len(kwargs["TransactItems"]))
+        if len(calls) == 1:
+            reasons = [{"Code": "None"}, {"Code": "TransactionConflict"}] + [{"Code": "None"}] * 2
+            raise ClientError(
+                {
+                    "Error": {"Code": "TransactionCanceledException", "Message": "conflict"},
+                    "CancellationReasons": reasons,
+                },
+                "TransactWriteItems",
+            )
+        return real(**kwargs)
+
+    ledger.client.transact_write_items = conflicting  # type: ignore[method-assign]
+    events = [parse_event(load_event(name)) for name in SAMPLES]
+    results = apply_batch(events, ledger)
+    assert [r.outcome for r in results if not isinstance(r, Exception)] == ["recorded"] * 3
+    assert calls == [4, 4]  # three records and one counter update for the campaign, then the same again
+    assert tables.counters() == {"delivered": 1, "bounced": 1, "complained": 1}
+
+
+def test_many_events_of_one_campaign_go_in_transactions_of_at_most_100(stack: Stack, ledger: FeedbackLedger) -> None:
+    tables = Tables(stack)
+    tables.add_campaign()
+    refs = []
+    for index in range(150):
+        ref = MailRef(f"campaign#{CAMPAIGN}", f"s-{index}", f"s-{index}", CAMPAIGN)
+        tables.add_record(ref.pk, ref.sk, f"m-{index}")
+        refs.append(ref)
+    sizes: list[int] = []
+    keys: list[int] = []
+    real_transact, real_get = ledger.client.transact_write_items, ledger.client.batch_get_item
+
+    def transact(**kwargs: Any) -> Any:
+        sizes.append(len(kwargs["TransactItems"]))
+        return real_transact(**kwargs)
+
+    def get(**kwargs: Any) -> Any:
+        keys.append(sum(len(table["Keys"]) for table in kwargs["RequestItems"].values()))
+        return real_get(**kwargs)
+
+    ledger.client.transact_write_items = transact  # type: ignore[method-assign]
+    ledger.client.batch_get_item = get  # type: ignore[method-assign]
+    entries = [
+        (ref, RecordChange("delivery:t", f"m-{i}", "delivered_at", "t", "delivered")) for i, ref in enumerate(refs)
+    ]
+    results = ledger.record_batch(entries)
+    assert [r.recorded for r in results if isinstance(r, RecordResult)] == [Recorded.FIRST] * 150
+    assert keys == [100, 50]
+    assert sizes == [100, 52]  # 99 records + the counter; 51 records + the counter
+    assert tables.counters()["delivered"] == 150
+
+
+def test_unprocessed_keys_are_read_again(tables: Tables, ledger: FeedbackLedger) -> None:
+    real = ledger.client.batch_get_item
+    calls: list[dict[str, Any]] = []
+
+    def unprocessed(**kwargs: Any) -> Any:
+        calls.append(kwargs)
+        if len(calls) == 1:  # DynamoDB read nothing this time
+            return {"Responses": {}, "UnprocessedKeys": kwargs["RequestItems"]}
+        return real(**kwargs)
+
+    ledger.client.batch_get_item = unprocessed  # type: ignore[method-assign]
+    results = apply_batch([parse_event(load_event(name)) for name in SAMPLES], ledger)
+    assert [r.outcome for r in results if not isinstance(r, Exception)] == ["recorded"] * 3
+    assert len(calls) == 2
+    assert calls[0]["RequestItems"][tables.results]["ConsistentRead"] is True

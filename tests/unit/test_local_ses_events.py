@@ -108,9 +108,39 @@ def test_pattern_features_the_runtime_lacks_are_refused(pattern: dict[str, Any])
 
 
 def test_the_template_has_one_rule_on_the_default_bus_for_the_configuration_set(rule: EventRuleSpec) -> None:
-    assert (rule.name, rule.function, rule.bus, rule.enabled) == ("SesFeedback", "SesEventsFunction", "default", True)
+    # an AWS::Events::Rule whose target is SesEventsQueue (SesEventsFunction records it in batches)
+    assert (rule.name, rule.function, rule.queue, rule.bus, rule.enabled) == (
+        "SesFeedbackRule",
+        None,
+        "SesEventsQueue",
+        "default",
+        True,
+    )
+    assert rule.target == "SesEventsQueue"
     assert rule.pattern["detail"] == {"mail": {"tags": {"ses:configuration-set": ["ConfigurationSet"]}}}
     check_pattern(rule.pattern)
+    (source,) = [source for source in Stack.load(TEMPLATE).sqs_sources if source.function == "SesEventsFunction"]
+    assert source.queue_arn == Stack.load(TEMPLATE).get_att("SesEventsQueue", "Arn")
+
+
+def test_a_rule_whose_target_is_not_one_of_the_stacks_queues_is_refused() -> None:
+    template = {
+        "Resources": {
+            "Q": {"Type": "AWS::SQS::Queue"},
+            "R": {
+                "Type": "AWS::Events::Rule",
+                "Properties": {
+                    "EventPattern": {"source": ["aws.ses"]},
+                    "Targets": [{"Id": "T", "Arn": "arn:aws:sns:us-east-1:123456789012:topic"}],
+                },
+            },
+        }
+    }
+    with pytest.raises(TemplateError, match="not one of the stack's queues"):
+        Stack(template, base_dir=Path(".")).event_rules  # noqa: B018
+    template["Resources"]["R"]["Properties"]["Targets"] = [{"Id": "T", "Arn": {"Fn::GetAtt": ["Q", "Arn"]}}]
+    (found,) = Stack(template, base_dir=Path(".")).event_rules
+    assert (found.name, found.queue, found.function) == ("R", "Q", None)
 
 
 # ----------------------------------------------------------------------------- events
@@ -270,6 +300,29 @@ class Invoker:
         return Invocation("r", True, {"outcome": "recorded"}, 1.0)
 
 
+class Sender:
+    """The runtime's ``send`` (SQS SendMessage to a queue of the stack), failing ``failures`` times first."""
+
+    def __init__(self, failures: int = 0, expected: int = 1) -> None:
+        self.messages: list[tuple[str, str]] = []
+        self.failures = failures
+        self.expected = expected
+        self.done = threading.Event()
+
+    def __call__(self, queue: str, body: str) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("SQS is down")
+        self.messages.append((queue, body))
+        if len(self.messages) >= self.expected:
+            self.done.set()
+
+
+def function_rule(rule: EventRuleSpec) -> EventRuleSpec:
+    """A function's EventBridgeRule event with the template's pattern (the other kind of target)."""
+    return EventRuleSpec("SesFeedback", "SesEventsFunction", rule.pattern)
+
+
 def bus(rule: EventRuleSpec, invoker: Invoker, **kwargs: Any) -> SesEventBus:
     other = EventRuleSpec("Other", "OtherFunction", {"source": ["aws.s3"]})
     disabled = EventRuleSpec("Off", "OffFunction", {"source": ["aws.ses"]}, enabled=False)
@@ -284,7 +337,61 @@ def bus(rule: EventRuleSpec, invoker: Invoker, **kwargs: Any) -> SesEventBus:
     )
 
 
+def test_the_bus_sends_every_matching_event_to_the_rules_queue_in_order(rule: EventRuleSpec) -> None:
+    sender = Sender(expected=2)
+    invoker = Invoker()
+    depth = {"visible": 2, "in_flight": 0}
+    events = bus(rule, invoker, mode="simulator", send=sender, queue_depth=lambda queue: depth)
+    events.start()
+    try:
+        events.publish(sample_send("complaint@simulator.amazonses.com", "s-1"))
+        events.publish(sample_send("ada@example.com", "s-2"))  # no events for it
+        assert sender.done.wait(5.0)
+    finally:
+        events.stop()
+        events.join(5.0)
+    assert invoker.calls == []  # the queue's event source mapping invokes the function, not the bus
+    assert [queue for queue, _ in sender.messages] == ["SesEventsQueue"] * 2
+    # one message per event, its body the EventBridge event as JSON (what EventBridge sends to SQS)
+    bodies = [json.loads(body) for _, body in sender.messages]
+    assert bodies == build_events(sample_send("complaint@simulator.amazonses.com", "s-1"))[1:]
+    status = events.status()
+    assert (status["matched"], status["delivered"], status["pending"]) == (2, 2, 0)
+    (shown, _) = status["rules"]
+    assert (shown["name"], shown["target"], shown["target_type"], shown["queue"]) == (
+        "SesFeedbackRule",
+        "SesEventsQueue",
+        "sqs",
+        depth,
+    )
+
+
+def test_a_refused_send_is_retried_like_eventbridge(rule: EventRuleSpec) -> None:
+    sender = Sender(failures=1, expected=2)
+    events = bus(rule, Invoker(), mode="simulator", send=sender, retry_delays=(0.01, 0.01))
+    events.start()
+    try:
+        events.publish(sample_send("complaint@simulator.amazonses.com", "s-1"))
+        assert sender.done.wait(5.0)
+        for _ in range(500):
+            if events.status()["pending"] == 0:
+                break
+            threading.Event().wait(0.01)
+    finally:
+        events.stop()
+        events.join(5.0)
+    assert kinds([json.loads(body) for _, body in sender.messages]) == [COMPLAINED, DELIVERED]
+    status = events.status()
+    assert (status["failed"], status["delivered"], status["dropped"], status["pending"]) == (1, 2, 0, 0)
+
+
+def test_a_queue_rule_needs_something_that_sends(rule: EventRuleSpec) -> None:
+    with pytest.raises(TemplateError, match="SesEventsQueue"):
+        bus(rule, Invoker())
+
+
 def test_the_bus_invokes_the_matching_rules_function_with_every_event_in_order(rule: EventRuleSpec) -> None:
+    rule = function_rule(rule)
     invoker = Invoker()
     invoker.expected = 2
     events = bus(rule, invoker, mode="simulator")
@@ -313,6 +420,7 @@ def test_the_bus_invokes_the_matching_rules_function_with_every_event_in_order(r
 
 
 def test_a_failed_invocation_is_retried_like_an_asynchronous_invocation(rule: EventRuleSpec) -> None:
+    rule = function_rule(rule)
     invoker = Invoker(failures=1)
     invoker.expected = 3
     events = bus(rule, invoker, mode="simulator", retry_delays=(0.01, 0.01))
@@ -330,6 +438,7 @@ def test_a_failed_invocation_is_retried_like_an_asynchronous_invocation(rule: Ev
 
 
 def test_an_event_that_keeps_failing_is_dropped_after_the_retries(rule: EventRuleSpec) -> None:
+    rule = function_rule(rule)
     invoker = Invoker(failures=100)
     events = bus(rule, invoker, mode="all", retry_delays=(0.01, 0.01))
     events.start()

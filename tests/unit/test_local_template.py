@@ -388,6 +388,7 @@ def test_the_mailroom_template() -> None:
         "NewsletterDispatcherFunctionDailyNewsletterQueue",
         "NewsletterDispatcherFunctionRecoveryQueue",
         "SesEventsDeadLetterQueue",
+        "SesEventsQueue",
     ]
     assert set(stack.functions) == {
         "RegistrationFunction",

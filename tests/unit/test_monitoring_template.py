@@ -906,7 +906,7 @@ def test_every_dead_letter_queue_has_a_depth_alarm(stack: Stack) -> None:
 
 def test_every_queue_a_function_consumes_has_an_age_alarm(stack: Stack) -> None:
     consumed = _consumed_queues(stack.template)
-    assert consumed == {"WelcomeQueue", "NewsletterQueue", "FanoutQueue"}
+    assert consumed == {"WelcomeQueue", "NewsletterQueue", "FanoutQueue", "SesEventsQueue"}
     watched = _watched(stack.template, "AWS/SQS", "ApproximateAgeOfOldestMessage", "QueueName")
     assert set(watched) == consumed
     for queue, alarm in watched.items():
@@ -930,6 +930,7 @@ def test_every_worker_function_has_an_errors_and_a_throttles_alarm(stack: Stack,
         "NewsletterWorkerFunction",
         "FanoutFunction",
         "NewsletterDispatcherFunction",
+        "SesEventsFunction",
     }
     watched = _watched(stack.template, "AWS/Lambda", metric, "FunctionName")
     assert set(watched) == workers

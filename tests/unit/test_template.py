@@ -35,6 +35,7 @@ def test_every_sqs_source_reports_batch_item_failures_and_its_queue_has_a_dlq(st
         "WelcomeWorkerFunction",
         "NewsletterWorkerFunction",
         "FanoutFunction",
+        "SesEventsFunction",
     }
     queues = {str(stack.get_att(q.logical_id, "Arn")): q for q in stack.queues.values()}
     for source in sources:
@@ -194,3 +195,46 @@ def test_the_layer_lock_pins_every_top_level_package_at_its_version() -> None:
     assert top
     assert all(version for version in locked.values()), "every locked package is pinned"
     assert {package: locked.get(package) for package in top} == top
+
+
+def test_ses_events_go_through_a_queue_to_batches_of_the_function(stack: Stack) -> None:
+    resources = stack.template["Resources"]
+    rule = resources["SesFeedbackRule"]["Properties"]
+    assert resources["SesFeedbackRule"]["Type"] == "AWS::Events::Rule"
+    assert rule["EventBusName"] == "default"
+    assert rule["EventPattern"]["detail"] == {
+        "mail": {"tags": {"ses:configuration-set": [{"Ref": "ConfigurationSet"}]}}
+    }
+    (target,) = rule["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": ["SesEventsQueue", "Arn"]}
+    assert target["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": ["SesEventsDeadLetterQueue", "Arn"]}
+    # the queue: encrypted, redriven to the dead-letter queue (whose alarm stays meaningful)
+    queue = resources["SesEventsQueue"]["Properties"]
+    assert queue["SqsManagedSseEnabled"] is True
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == {"Fn::GetAtt": ["SesEventsDeadLetterQueue", "Arn"]}
+    # only EventBridge, and only this rule, may send to it (and to its dead-letter queue)
+    for policy_id, queue_id in (
+        ("SesEventsQueuePolicy", "SesEventsQueue"),
+        ("SesEventsDeadLetterQueuePolicy", "SesEventsDeadLetterQueue"),
+    ):
+        policy = resources[policy_id]["Properties"]
+        assert policy["Queues"] == [{"Ref": queue_id}]
+        (statement,) = policy["PolicyDocument"]["Statement"]
+        assert (statement["Effect"], statement["Principal"], statement["Action"]) == (
+            "Allow",
+            {"Service": "events.amazonaws.com"},
+            "sqs:SendMessage",
+        )
+        assert statement["Resource"] == {"Fn::GetAtt": [queue_id, "Arn"]}
+        assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["SesFeedbackRule", "Arn"]}}}
+    # the function: batches of up to 100 from the queue, a few seconds to fill them, item failures
+    function = resources["SesEventsFunction"]["Properties"]
+    assert "EventInvokeConfig" not in function  # no asynchronous invocations any more
+    ((name, event),) = function["Events"].items()
+    assert event["Type"] == "SQS"
+    assert event["Properties"]["Queue"] == {"Fn::GetAtt": ["SesEventsQueue", "Arn"]}
+    assert event["Properties"]["BatchSize"] == 100
+    assert 1 <= event["Properties"]["MaximumBatchingWindowInSeconds"] <= 10
+    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    (source,) = [s for s in stack.sqs_sources if s.function == "SesEventsFunction"]
+    assert (source.event, source.batch_size, source.report_batch_item_failures) == (name, 100, True)

@@ -1,18 +1,28 @@
-"""DynamoDB: SES feedback on result records, campaign counters and subscribers.
+"""DynamoDB: SES feedback on result records, campaign counters and subscribers, a batch at a time.
 
-An event is recorded with one write: an ``UpdateItem`` of the record, or - when a counter
-or a subscriber's ``soft_bounces`` go up with it - a ``TransactWriteItems`` of the record
-and those. The record's update is conditioned on the event's key not being in its
-``feedback`` set yet (and, for the first event of a kind, on that kind's marker being
-absent), so a repeated event or a repeated write whose answer was lost changes nothing and
-counts nothing twice. A refused condition means the record changed since it was read: it
-is read again and the event judged again.
+A batch's records are read with ``BatchGetItem`` (consistent reads, 100 keys a request,
+unprocessed keys asked again) and each event judged on its record. An event that changes
+nothing else is written with an ``UpdateItem`` of its record; the others - a first event
+of its kind on a campaign's record (a counter goes up) or a soft bounce (the subscriber's
+``soft_bounces`` goes up) - in ``TransactWriteItems`` of at most 100 items: the records'
+updates, the soft bounces, and ONE update per campaign that adds the summed counters of
+the records in that transaction, so the counters always equal the records.
+
+Each record update is conditioned on the event's key not being in its ``feedback`` set yet
+(and, for the first event of a kind, on that kind's marker being absent), so a repeated
+event or a repeated write whose answer was lost changes nothing and counts nothing twice.
+A refused condition means the record changed since it was read: it is read again and the
+event judged again. DynamoDB refuses two operations on one item in a transaction, so the
+events of one record in a batch are written in rounds, one event per record a round;
+identical events (the same key on the same record) are one.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -29,8 +39,14 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 ATTEMPTS = 8
+MAX_KEYS = 100  # BatchGetItem's limit
+MAX_ITEMS = 100  # TransactWriteItems' limit
 FEEDBACK = "feedback"  # the record's string set of the event keys recorded on it
 _RETRYABLE = frozenset({"TransactionConflict", "ThrottlingError"})
+_THROTTLED = frozenset(
+    {"ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded", "InternalServerError"}
+)
+_PROJECTION = "pk, sk, #status, message_id, #feedback, delivered_at, bounced_at, complained_at"
 
 
 class FeedbackError(MailroomError):
@@ -40,6 +56,47 @@ class FeedbackError(MailroomError):
 class RecordNotReady(FeedbackError):
     """The record is still claimed (``sending``): the worker's result is not written yet, and
     a campaign's result replaces the whole record. The event must come again later."""
+
+
+@dataclass(eq=False)
+class _Entry:
+    """One distinct event of a batch, on its way to its record."""
+
+    index: int  # in the batch
+    ref: MailRef
+    change: RecordChange
+    count: bool  # a campaign counter may go up with it (False once the campaign proved to have no progress item)
+    soft_bounce_of: str | None
+    first: bool = False  # the first event of its kind on the record, as last read
+
+    @property
+    def counts(self) -> bool:
+        return self.count and self.first and self.ref.campaign_id is not None
+
+    @property
+    def solo(self) -> bool:
+        """Nothing to write with the record: one UpdateItem (1 WRU; in a transaction 2)."""
+        return not self.counts and self.soft_bounce_of is None
+
+
+@dataclass
+class _Transaction:
+    entries: list[_Entry] = field(default_factory=list)
+    counters: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))  # campaign -> counter -> n
+    subscribers: set[str] = field(default_factory=set)  # the soft bounces' keys
+
+    def size_with(self, entry: _Entry) -> int:
+        size = len(self.entries) + len(self.subscribers) + len(self.counters) + 1
+        size += entry.soft_bounce_of is not None
+        return size + (entry.counts and str(entry.ref.campaign_id) not in self.counters)
+
+    def add(self, entry: _Entry) -> None:
+        self.entries.append(entry)
+        if entry.soft_bounce_of is not None:
+            self.subscribers.add(entry.soft_bounce_of)
+        if entry.counts:
+            counters = self.counters[str(entry.ref.campaign_id)]
+            counters[entry.change.counter] = counters.get(entry.change.counter, 0) + 1
 
 
 class FeedbackLedger:
@@ -57,49 +114,98 @@ class FeedbackLedger:
         self.client = client or dynamodb_client()
         self.sleep = sleep
 
-    # -- the record -----------------------------------------------------------------------
+    # -- the records ----------------------------------------------------------------------
     def record(self, ref: MailRef, change: RecordChange) -> RecordResult:
-        """Record ``change`` on the record ``ref`` names (see ``logic.feedback.RecordChange``)."""
-        count, soft_bounce_of = ref.campaign_id is not None, change.soft_bounce_of
-        for attempt in range(ATTEMPTS):
-            current = self._get(ref)
-            judged = _judge(ref, current, change)
-            if judged is not None:
-                return RecordResult(judged)
-            first = change.marker not in (current or {})
-            items = [self._record_update(ref, change, first)]
-            counter = count and first
-            if counter:
-                items.append(self._counter_update(str(ref.campaign_id), change.counter))
-            if soft_bounce_of is not None:
-                items.append(self._soft_bounce_update(soft_bounce_of, ref.subscriber_id))
-            failed = self._write(items)
-            if failed is None:
-                return RecordResult(
-                    Recorded.FIRST if first else Recorded.AGAIN,
-                    counted=counter,
-                    soft_bounce_counted=soft_bounce_of is not None,
-                )
-            if counter and 1 in failed:
-                # A campaign record without its progress item (never started?): record, count nothing.
-                logger.warning("the campaign has no progress item: the event is not counted", extra={"record": ref.pk})
-                count = False
-            if soft_bounce_of is not None and len(items) - 1 in failed:
-                soft_bounce_of = None  # the address was erased, or is somebody else's now: no soft bounce to count
-            if not failed:
-                self.sleep(backoff_seconds(attempt))
-            # else the record changed since it was read (or a part was dropped): judge again
-        raise FeedbackError(f"event not recorded on {ref.pk} after {ATTEMPTS} attempts")
+        """Record one ``change`` (``record_batch`` of one); raises what stopped it."""
+        (result,) = self.record_batch([(ref, change)])
+        if isinstance(result, Exception):
+            raise result
+        return result
 
-    def _get(self, ref: MailRef) -> dict[str, Any] | None:
-        item = self.client.get_item(
-            TableName=self.results_table,
-            Key=to_item({"pk": ref.pk, "sk": ref.sk}),
-            ConsistentRead=True,
-            ProjectionExpression="pk, #status, message_id, #feedback, delivered_at, bounced_at, complained_at",
-            ExpressionAttributeNames={"#feedback": FEEDBACK, "#status": "status"},
-        ).get("Item")
-        return from_item(item) if item else None
+    def record_batch(self, entries: Sequence[tuple[MailRef, RecordChange]]) -> list[RecordResult | Exception]:
+        """Record each ``change`` on the record its ``ref`` names (see ``logic.feedback.RecordChange``):
+        what became of each, in order, or the exception that stopped it (``RecordNotReady``,
+        ``FeedbackError``, an AWS error) - one event's failure is that event's alone."""
+        results: list[RecordResult | Exception | None] = [None] * len(entries)
+        first_of: dict[tuple[str, str, str], int] = {}
+        copies: list[tuple[int, int]] = []
+        rounds: list[list[_Entry]] = []
+        seen: dict[tuple[str, str], int] = defaultdict(int)
+        for index, (ref, change) in enumerate(entries):
+            identity = (ref.pk, ref.sk, change.key)
+            if identity in first_of:  # the same event twice in the batch: one
+                copies.append((index, first_of[identity]))
+                continue
+            first_of[identity] = index
+            position = seen[(ref.pk, ref.sk)]
+            seen[(ref.pk, ref.sk)] += 1
+            if position == len(rounds):
+                rounds.append([])
+            rounds[position].append(_Entry(index, ref, change, ref.campaign_id is not None, change.soft_bounce_of))
+        for entries_of_round in rounds:  # one event per record a round
+            self._record_round(entries_of_round, results)
+        for index, original in copies:
+            found = results[original]
+            if isinstance(found, RecordResult) and found.recorded in (Recorded.FIRST, Recorded.AGAIN):
+                found = RecordResult(Recorded.DUPLICATE)
+            results[index] = found
+        return [result if result is not None else FeedbackError("not recorded") for result in results]
+
+    def _record_round(self, pending: list[_Entry], results: list[RecordResult | Exception | None]) -> None:
+        for attempt in range(ATTEMPTS):
+            if not pending:
+                return
+            try:
+                current = self._get_many([entry.ref for entry in pending])
+            except (ClientError, BotoCoreError, FeedbackError) as exc:
+                for entry in pending:
+                    results[entry.index] = exc
+                return
+            writes: list[_Entry] = []
+            for entry in pending:
+                record = current.get((entry.ref.pk, entry.ref.sk))
+                try:
+                    judged = _judge(entry.ref, record, entry.change)
+                except RecordNotReady as exc:
+                    results[entry.index] = exc
+                    continue
+                if judged is not None:
+                    results[entry.index] = RecordResult(judged)
+                    continue
+                entry.first = entry.change.marker not in (record or {})
+                writes.append(entry)
+            pending, wait = self._write(writes, results)
+            if pending and wait:
+                self.sleep(backoff_seconds(attempt))
+            # else the records changed since they were read (or a part was dropped): judge again
+        for entry in pending:
+            results[entry.index] = FeedbackError(f"event not recorded on {entry.ref.pk} after {ATTEMPTS} attempts")
+
+    def _get_many(self, refs: Sequence[MailRef]) -> dict[tuple[str, str], dict[str, Any]]:
+        """The records (consistent reads), by (pk, sk); a missing one is absent."""
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        keys = list({(ref.pk, ref.sk): None for ref in refs})
+        for start in range(0, len(keys), MAX_KEYS):
+            request: dict[str, Any] = {
+                self.results_table: {
+                    "Keys": [to_item({"pk": pk, "sk": sk}) for pk, sk in keys[start : start + MAX_KEYS]],
+                    "ConsistentRead": True,
+                    "ProjectionExpression": _PROJECTION,
+                    "ExpressionAttributeNames": {"#feedback": FEEDBACK, "#status": "status"},
+                }
+            }
+            for attempt in range(ATTEMPTS):
+                answer = self.client.batch_get_item(RequestItems=request)
+                for item in answer.get("Responses", {}).get(self.results_table, []):
+                    record = from_item(item)
+                    found[(str(record["pk"]), str(record["sk"]))] = record
+                request = dict(answer.get("UnprocessedKeys") or {})
+                if not request:
+                    break
+                self.sleep(backoff_seconds(attempt))
+            else:
+                raise FeedbackError(f"records still unprocessed after {ATTEMPTS} BatchGetItem attempts")
+        return found
 
     def _record_update(self, ref: MailRef, change: RecordChange, first: bool) -> dict[str, Any]:
         names = {"#feedback": FEEDBACK, "#marker": change.marker} | {
@@ -122,18 +228,6 @@ class FeedbackLedger:
             }
         }
 
-    def _counter_update(self, campaign_id: str, counter: str) -> dict[str, Any]:
-        return {
-            "Update": {
-                "TableName": self.campaigns_table,
-                "Key": progress_key(campaign_id),
-                "UpdateExpression": "ADD #counter :one",
-                "ConditionExpression": "attribute_exists(id)",
-                "ExpressionAttributeNames": {"#counter": counter},
-                "ExpressionAttributeValues": to_item({":one": 1}),
-            }
-        }
-
     def _soft_bounce_update(self, email: str, subscriber_id: str) -> dict[str, Any]:
         return {
             "Update": {
@@ -145,30 +239,127 @@ class FeedbackLedger:
             }
         }
 
-    def _write(self, items: list[dict[str, Any]]) -> set[int] | None:
-        """Write the items (one update, or a transaction); None if it went through, else the
-        indexes of the items whose condition failed (empty: try again later)."""
+    def _counter_updates(self, counters: dict[str, dict[str, int]]) -> Iterator[tuple[str, dict[str, Any]]]:
+        for campaign_id, added in counters.items():
+            names = {f"#c{i}": counter for i, counter in enumerate(added)}
+            values = {f":c{i}": n for i, n in enumerate(added.values())}
+            yield (
+                campaign_id,
+                {
+                    "Update": {
+                        "TableName": self.campaigns_table,
+                        "Key": progress_key(campaign_id),
+                        "UpdateExpression": "ADD " + ", ".join(f"#c{i} :c{i}" for i in range(len(added))),
+                        "ConditionExpression": "attribute_exists(id)",
+                        "ExpressionAttributeNames": names,
+                        "ExpressionAttributeValues": to_item(values),
+                    }
+                },
+            )
+
+    def _write(self, writes: list[_Entry], results: list[RecordResult | Exception | None]) -> tuple[list[_Entry], bool]:
+        """Write the judged events: their results, or the entries to judge again (and whether to wait first)."""
+        again: list[_Entry] = []
+        wait = False
+        transactions: list[_Transaction] = []
+        for entry in sorted(writes, key=lambda e: e.ref.campaign_id or ""):
+            if entry.solo:
+                retry, lost = self._write_solo(entry, results)
+                again += retry
+                wait |= lost
+                continue
+            if (
+                not transactions
+                or transactions[-1].size_with(entry) > MAX_ITEMS
+                or entry.soft_bounce_of in transactions[-1].subscribers
+            ):
+                transactions.append(_Transaction())
+            transactions[-1].add(entry)
+        for transaction in transactions:
+            retry, lost = self._commit(transaction, results)
+            again += retry
+            wait |= lost
+        return again, wait
+
+    def _write_solo(self, entry: _Entry, results: list[RecordResult | Exception | None]) -> tuple[list[_Entry], bool]:
         try:
-            if len(items) == 1:
-                self.client.update_item(**items[0]["Update"])
-            else:
-                self.client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
+            self.client.update_item(**self._record_update(entry.ref, entry.change, entry.first)["Update"])
         except BotoCoreError:
             # The answer was lost: whether it went through is unknown. Judging again is safe -
             # if it did, the record holds the event's key and nothing happens twice.
-            return set()
+            return [entry], True
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code")
             if code == "ConditionalCheckFailedException":
-                return {0}
-            if code != "TransactionCanceledException":
-                raise
-            reasons = [reason.get("Code") for reason in exc.response.get("CancellationReasons") or []]
-            failed = {index for index, reason in enumerate(reasons) if reason == "ConditionalCheckFailed"}
-            if not failed and not set(reasons) & _RETRYABLE:
-                raise
-            return failed
-        return None
+                return [entry], False
+            if code in _THROTTLED:
+                return [entry], True
+            results[entry.index] = exc
+            return [], False
+        results[entry.index] = RecordResult(Recorded.FIRST if entry.first else Recorded.AGAIN)
+        return [], False
+
+    def _commit(
+        self, transaction: _Transaction, results: list[RecordResult | Exception | None]
+    ) -> tuple[list[_Entry], bool]:
+        items: list[dict[str, Any]] = []
+        # what each item is: ("record" | "soft bounce", entry) or ("counter", campaign id)
+        owners: list[tuple[str, Any]] = []
+        for entry in transaction.entries:
+            items.append(self._record_update(entry.ref, entry.change, entry.first))
+            owners.append(("record", entry))
+            if entry.soft_bounce_of is not None:
+                items.append(self._soft_bounce_update(entry.soft_bounce_of, entry.ref.subscriber_id))
+                owners.append(("soft bounce", entry))
+        for campaign_id, item in self._counter_updates(transaction.counters):
+            items.append(item)
+            owners.append(("counter", campaign_id))
+        try:
+            self.client.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
+        except BotoCoreError:
+            return transaction.entries, True  # lost answer: judged again (see _write_solo)
+        except ClientError as exc:
+            return self._cancelled(transaction, owners, exc, results)
+        for entry in transaction.entries:
+            results[entry.index] = RecordResult(
+                Recorded.FIRST if entry.first else Recorded.AGAIN,
+                counted=entry.counts,
+                soft_bounce_counted=entry.soft_bounce_of is not None,
+            )
+        return [], False
+
+    def _cancelled(
+        self,
+        transaction: _Transaction,
+        owners: list[tuple[str, Any]],
+        exc: ClientError,
+        results: list[RecordResult | Exception | None],
+    ) -> tuple[list[_Entry], bool]:
+        """A refused transaction (nothing of it was written): its entries to judge again, and
+        whether to wait first; or, for an error retrying cannot fix, each entry's failure."""
+        code = exc.response.get("Error", {}).get("Code")
+        if code in _THROTTLED:
+            return transaction.entries, True
+        reasons = [reason.get("Code") for reason in exc.response.get("CancellationReasons") or []]
+        failed = [owners[i] for i, reason in enumerate(reasons[: len(owners)]) if reason == "ConditionalCheckFailed"]
+        if code != "TransactionCanceledException" or (not failed and not set(reasons) & _RETRYABLE):
+            for entry in transaction.entries:
+                results[entry.index] = exc
+            return [], False
+        for kind, owner in failed:
+            if kind == "counter":
+                # A campaign record without its progress item (never started?): record, count nothing.
+                logger.warning(
+                    "the campaign has no progress item: its events are not counted", extra={"campaign": owner}
+                )
+                for entry in transaction.entries:
+                    if entry.ref.campaign_id == owner:
+                        entry.count = False
+            elif kind == "soft bounce":
+                owner.soft_bounce_of = None  # the address was erased, or is somebody else's now
+        # a record's refused condition: it changed since it was read, judged again at once;
+        # a conflict or throttling alone: the same again, after a backoff
+        return transaction.entries, not failed
 
     # -- the subscriber -------------------------------------------------------------------
     def suppress(self, email: str, subscriber_id: str, reason: str, at: str) -> bool:

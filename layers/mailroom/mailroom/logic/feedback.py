@@ -17,7 +17,9 @@ Events arrive at least once, and SES may publish one twice: each event is record
 record under a key of its own (the bounce's or complaint's ``feedbackId``, a delivery's
 time), and a write is conditioned on that key not being there yet, so a repeated event
 changes nothing and counts nothing. A counter goes up only with the *first* event of its
-kind on a record, in the same transaction. Suppression is conditioned on the subscriber's
+kind on a record, in the same transaction. Events come in batches (``apply_batch``): each
+is judged on its own, and one event's failure (its record still being sent, an AWS error)
+is that event's alone. Suppression is conditioned on the subscriber's
 id (an erased address may have been registered again by someone else) and on not being
 suppressed yet. Nothing here stores or logs an address: the event's addresses only find
 the subscriber's item (its key).
@@ -26,7 +28,7 @@ the subscriber's item (its key).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.utils import parseaddr
@@ -203,7 +205,7 @@ class RecordResult:
 
 
 class FeedbackStore(Protocol):
-    def record(self, ref: MailRef, change: RecordChange) -> RecordResult: ...
+    def record_batch(self, entries: Sequence[tuple[MailRef, RecordChange]]) -> list[RecordResult | Exception]: ...
     def suppress(self, email: str, subscriber_id: str, reason: str, at: str) -> bool: ...
 
 
@@ -249,23 +251,30 @@ def _addresses(recipients: list[SesRecipient], destination: list[str]) -> list[s
     return found
 
 
-def apply_feedback(event: SesEvent, store: FeedbackStore, clock: Callable[[], datetime] = utcnow) -> Feedback:
-    """Record one SES event on its mail's record and act on the subscriber; see the module docstring."""
+@dataclass(frozen=True)
+class Meaning:
+    """What one event asks for, before anything is read or written (``change`` None: nothing to record)."""
+
+    event_type: str
+    ref: MailRef | None = None
+    change: RecordChange | None = None
+    suppress_reason: str | None = None
+    addresses: tuple[str, ...] = ()
+    bounce: Literal["hard", "soft"] | None = None
+
+
+def interpret(event: SesEvent) -> Meaning:
+    """The record change, the suppression and the soft bounce one SES event asks for."""
     kind = event.event_type
     detail = event.detail
     mail = detail.mail
     ref = mail_ref(mail)
-    log = {"event_type": kind, "message_id": mail.message_id, "kind": mail.tag("kind"), "record": ref and ref.pk}
     if kind not in (DELIVERY, BOUNCE, COMPLAINT):
-        logger.info("SES event ignored: nothing to record for its type", extra=log)
-        return Feedback(kind, "ignored")
+        logger.debug("SES event ignored: nothing to record for its type", extra={"event_type": kind})
+        return Meaning(kind)
     if ref is None:
-        logger.info("SES event ignored: its mail's tags name no result record", extra=log)
-        return Feedback(kind, "ignored")
-
-    suppress_reason: str | None = None
-    addresses: list[str] = []
-    bounce: Literal["hard", "soft"] | None = None
+        logger.debug("SES event ignored: its mail's tags name no result record", extra={"event_type": kind})
+        return Meaning(kind)
     if detail.delivery is not None and kind == DELIVERY:
         change = RecordChange(
             key=f"delivery:{iso(detail.delivery.timestamp)}",
@@ -274,13 +283,12 @@ def apply_feedback(event: SesEvent, store: FeedbackStore, clock: Callable[[], da
             marker_value=iso(detail.delivery.timestamp),
             counter="delivered",
         )
-    elif detail.bounce is not None and kind == BOUNCE:
+        return Meaning(kind, ref, change)
+    if detail.bounce is not None and kind == BOUNCE:
         b = detail.bounce
-        bounce = "hard" if b.bounce_type == HARD_BOUNCE else "soft"
+        bounce: Literal["hard", "soft"] = "hard" if b.bounce_type == HARD_BOUNCE else "soft"
         addresses = _addresses(b.bounced_recipients, mail.destination)
         subtype = b.bounce_sub_type or "Undetermined"
-        if bounce == "hard":
-            suppress_reason = f"bounce: {b.bounce_type}/{subtype}"
         change = RecordChange(
             key=f"bounce:{b.feedback_id}",
             message_id=mail.message_id,
@@ -291,36 +299,71 @@ def apply_feedback(event: SesEvent, store: FeedbackStore, clock: Callable[[], da
             # one mail, one recipient: Mailroom never addresses a mail to two subscribers
             soft_bounce_of=addresses[0] if bounce == "soft" and addresses else None,
         )
-    else:
-        assert detail.complaint is not None  # the model checked that the event has its object
-        c = detail.complaint
-        addresses = _addresses(c.complained_recipients, mail.destination)
-        suppress_reason = f"complaint: {c.complaint_feedback_type}" if c.complaint_feedback_type else "complaint"
-        values = {"complaint_type": c.complaint_feedback_type} if c.complaint_feedback_type else {}
-        change = RecordChange(
-            key=f"complaint:{c.feedback_id}",
-            message_id=mail.message_id,
-            marker="complained_at",
-            marker_value=iso(c.timestamp),
-            counter="complained",
-            values=values,
-        )
-
-    # Suppression first, and whatever becomes of the record: the address bounced or
-    # complained even if its record cannot be written now (a repeat finds it suppressed).
-    suppressed = 0
-    if suppress_reason is not None:
-        now = iso(clock())
-        for address in addresses:
-            suppressed += store.suppress(address, ref.subscriber_id, suppress_reason, now)
-    written = store.record(ref, change)
-    result = Feedback(
-        event_type=kind,
-        outcome=written.recorded.value,
-        counted=written.counted,
-        suppressed=suppressed,
-        bounce=bounce,
-        soft_bounce_counted=written.soft_bounce_counted,
+        reason = f"bounce: {b.bounce_type}/{subtype}" if bounce == "hard" else None
+        return Meaning(kind, ref, change, reason, tuple(addresses), bounce)
+    assert detail.complaint is not None  # the model checked that the event has its object
+    c = detail.complaint
+    values = {"complaint_type": c.complaint_feedback_type} if c.complaint_feedback_type else {}
+    change = RecordChange(
+        key=f"complaint:{c.feedback_id}",
+        message_id=mail.message_id,
+        marker="complained_at",
+        marker_value=iso(c.timestamp),
+        counter="complained",
+        values=values,
     )
-    logger.info("SES event processed", extra=log | result.summary())
+    reason = f"complaint: {c.complaint_feedback_type}" if c.complaint_feedback_type else "complaint"
+    addresses = _addresses(c.complained_recipients, mail.destination)
+    return Meaning(kind, ref, change, reason, tuple(addresses))
+
+
+def apply_batch(
+    events: Sequence[SesEvent], store: FeedbackStore, clock: Callable[[], datetime] = utcnow
+) -> list[Feedback | Exception]:
+    """Record a batch of SES events: what each one did, in order, or the exception that
+    stopped it (``RecordNotReady``: its record is still being sent; an AWS error) - one
+    event's failure is that event's alone. See the module docstring."""
+    results: list[Feedback | Exception | None] = [None] * len(events)
+    meanings = [interpret(event) for event in events]
+    suppressed = [0] * len(events)
+    now = iso(clock())
+    to_record: list[tuple[int, MailRef, RecordChange]] = []
+    for index, meaning in enumerate(meanings):
+        if meaning.ref is None or meaning.change is None:
+            results[index] = Feedback(meaning.event_type, "ignored")
+            continue
+        # Suppression first, and whatever becomes of the record: the address bounced or
+        # complained even if its record cannot be written now (a repeat finds it suppressed).
+        if meaning.suppress_reason is not None:
+            try:
+                for address in meaning.addresses:
+                    suppressed[index] += store.suppress(
+                        address, meaning.ref.subscriber_id, meaning.suppress_reason, now
+                    )
+            except Exception as exc:  # this event's failure, not the batch's
+                results[index] = exc
+                continue
+        to_record.append((index, meaning.ref, meaning.change))
+    written = store.record_batch([(ref, change) for _, ref, change in to_record])
+    for (index, _, _), result in zip(to_record, written, strict=True):
+        if isinstance(result, Exception):
+            results[index] = result
+            continue
+        meaning = meanings[index]
+        results[index] = Feedback(
+            event_type=meaning.event_type,
+            outcome=result.recorded.value,
+            counted=result.counted,
+            suppressed=suppressed[index],
+            bounce=meaning.bounce,
+            soft_bounce_counted=result.soft_bounce_counted,
+        )
+    return [result for result in results if result is not None]
+
+
+def apply_feedback(event: SesEvent, store: FeedbackStore, clock: Callable[[], datetime] = utcnow) -> Feedback:
+    """One event alone (``apply_batch`` of one); raises what stopped it."""
+    (result,) = apply_batch([event], store, clock)
+    if isinstance(result, Exception):
+        raise result
     return result
