@@ -162,12 +162,9 @@ deploy-prod: build
 
 # Re-pin the layer's packages for the Lambda platform after editing requirements.in;
 # `make lock UPGRADE=1` takes the latest release of every package (what scan-deps asks for).
+# The recipe is the layer's Makefile's, next to its list of required packages that do not ship.
 lock: venv
-	$(VENV)/bin/uv pip compile --quiet layers/dependencies/requirements.in $(if $(UPGRADE),--upgrade) \
-		--python-platform aarch64-manylinux2014 --python-version 3.13 \
-		--no-header --annotation-style line -o layers/dependencies/requirements.txt
-	sed -i '1i # Pinned for python3.13 on arm64 (the Lambda layer); do not edit: `make lock` writes it from requirements.in.' \
-		layers/dependencies/requirements.txt
+	$(MAKE) -C layers/dependencies lock UV="$(CURDIR)/$(VENV)/bin/uv" $(if $(UPGRADE),UPGRADE=1)
 
 # Issues #3 and #9's measurements: worker throughput, pacing, fan-out of BENCH_ARGS'
 # --subscribers (default 100000) on the embedded runtime, cold start, package size (sam build),
