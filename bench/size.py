@@ -21,6 +21,11 @@ Two checks, each a finding with its bytes:
    inside a call at invoke time would be missed: the table says what each package's use
    rests on. Console scripts (``bin/``) never run in Lambda and are findings too.
 
+A package kept on purpose (``KEPT``: the package and why, e.g. tzdata) is no finding of either
+check: it is reported apart, as kept, with its reason and its measured use. The bytecode of a
+top-level module (``__pycache__/NAME.cpython-313.pyc``, the layer's Makefile compiles it) counts
+as the module's.
+
 It also lists the largest top-level packages of the dependencies layer, with the bytes of
 their files that the functions actually load (modules and extensions), where trimming starts.
 
@@ -53,6 +58,16 @@ RUNTIME_DISTRIBUTIONS = {"boto3", "botocore", "s3transfer", "jmespath", "urllib3
 RUNTIME_TOP_LEVEL = {"boto3", "botocore", "s3transfer", "jmespath", "urllib3", "dateutil", "six.py"}
 LARGEST = 10
 NOT_RUN = {".pyi", ".c", ".h", ".pyx", ".pxd"}  # type stubs and C sources: read by no import
+# Distributions kept on purpose, and why: reported as kept, never as a finding. Each must say what
+# the measurement here cannot see (the probes run on this host, not on the Lambda image).
+KEPT = {
+    "tzdata": (
+        "kept on purpose (layers/dependencies/requirements.in): zoneinfo's fallback where the runtime image "
+        "has no /usr/share/zoneinfo (Amazon Linux 2023 minimal images have lacked it: "
+        "aws/aws-lambda-base-images#144, amazonlinux/amazon-linux-2023#615); this host has a tz database, "
+        "so zoneinfo never loads tzdata here"
+    ),
+}
 
 
 def _log(message: str) -> None:
@@ -158,11 +173,20 @@ def entries(artifact: Artifact) -> list[Entry]:
     if not root.is_dir():
         return []
     owners = _owners(root)
-    found = []
+    found: dict[str, Entry] = {}
+    cache = root / "__pycache__"
     for item in sorted(root.iterdir()):
+        if item == cache:
+            continue
         files = _files(item) if item.is_dir() else [item]
-        found.append(Entry(item.name, owners.get(item.name, ""), len(files), _bytes(files)))
-    return found
+        found[item.name] = Entry(item.name, owners.get(item.name, ""), len(files), _bytes(files))
+    # The bytecode of the top-level modules (typing_extensions.py): each module's own.
+    for pyc in _files(cache) if cache.is_dir() else []:
+        module = found.get(pyc.name.split(".", 1)[0] + ".py")
+        entry = module or found.setdefault(cache.name, Entry(cache.name, ""))
+        entry.files += 1
+        entry.size += pyc.stat().st_size
+    return sorted(found.values(), key=lambda entry: entry.name)
 
 
 # ------------------------------------------------------------------------------ the checks
@@ -172,6 +196,18 @@ class Finding:
     artifact: str
     what: str
     size: int
+    why: str
+
+
+@dataclass(frozen=True)
+class Kept:
+    """What a check would have found, in a distribution kept on purpose (``KEPT``)."""
+
+    artifact: str
+    distribution: str
+    what: str  # its top-level entries
+    size: int
+    used_by: list[str]  # the functions measured loading it (on this host: see the reason)
     why: str
 
 
@@ -193,6 +229,7 @@ class Sizes:
     findings: list[Finding]
     packages: list[Package]  # the dependencies layer's, largest first
     probes: list[Probe] = field(default_factory=list)
+    kept: list[Kept] = field(default_factory=list)
 
     def total(self, kind: str | None = None, zipped: bool = False) -> int:
         return sum(a.zipped if zipped else a.unzipped for a in self.artifacts if kind in (None, a.kind))
@@ -231,9 +268,38 @@ def _loaded_bytes(root: Path, probes: Sequence[Probe]) -> dict[str, int]:
     return sizes
 
 
-def check(items: Sequence[Artifact], probes: Sequence[Probe]) -> tuple[list[Finding], list[Package]]:
+class _Keeper:
+    """The kept-on-purpose distributions (``KEPT``) that the checks meet, each reported once per artifact."""
+
+    def __init__(self, used: dict[str, list[str]]) -> None:
+        self.used = used
+        self.kept: list[Kept] = []
+
+    def keep(self, artifact: str, parts: Sequence[Entry]) -> bool:
+        """Whether these entries (one distribution's) are kept on purpose; if so, reported as kept."""
+        distribution = next((e.distribution or e.name for e in parts if (e.distribution or e.name) in KEPT), "")
+        if not distribution:
+            return False
+        if not any(k.artifact == artifact and k.distribution == distribution for k in self.kept):
+            users = sorted({user for e in parts for user in self.used.get(e.name, [])})
+            what = ", ".join(e.name for e in parts)
+            size = sum(e.size for e in parts)
+            self.kept.append(Kept(artifact, distribution, what, size, users, KEPT[distribution]))
+        return True
+
+
+def _not_run(artifact: Artifact) -> Finding | None:
+    stubs = [path for path in _files(_root(artifact)) if path.suffix in NOT_RUN or path.name == "py.typed"]
+    if not stubs:
+        return None
+    what = f"{len(stubs)} type stubs, py.typed markers and C sources (*.pyi, *.c, ...)"
+    return Finding("not run", artifact.logical_id, what, _bytes(stubs), "no import reads them")
+
+
+def check(items: Sequence[Artifact], probes: Sequence[Probe]) -> tuple[list[Finding], list[Package], list[Kept]]:
     runtime = {_canonical(name) for name in RUNTIME_DISTRIBUTIONS} | closure([RUNTIME_PACKAGE])
     used = _used(probes)
+    keeper = _Keeper(used)
     findings: list[Finding] = []
     packages: list[Package] = []
     for artifact in items:
@@ -247,6 +313,8 @@ def check(items: Sequence[Artifact], probes: Sequence[Probe]) -> tuple[list[Find
             elif entry.distribution in runtime or entry.name in RUNTIME_TOP_LEVEL:
                 provided.setdefault(entry.distribution or entry.name, []).append(entry)
         for distribution, parts in sorted(provided.items()):
+            if keeper.keep(artifact.logical_id, parts):
+                continue
             findings.append(
                 Finding(
                     "runtime",
@@ -256,45 +324,39 @@ def check(items: Sequence[Artifact], probes: Sequence[Probe]) -> tuple[list[Find
                     "the python3.13 runtime provides it (its bundled SDK)",
                 )
             )
-        stubs = [path for path in _files(_root(artifact)) if path.suffix in NOT_RUN or path.name == "py.typed"]
-        if stubs:
-            findings.append(
-                Finding(
-                    "not run",
-                    artifact.logical_id,
-                    f"{len(stubs)} type stubs, py.typed markers and C sources (*.pyi, *.c, ...)",
-                    _bytes(stubs),
-                    "no import reads them",
-                )
-            )
+        if stubs := _not_run(artifact):
+            findings.append(stubs)
         if artifact.logical_id != DEPENDENCIES:
             continue
         by_distribution: dict[str, list[Entry]] = {}
         for entry in listed:
             by_distribution.setdefault(entry.distribution, []).append(entry)
-        root = _root(artifact)
-        loaded = _loaded_bytes(root, probes)
+        loaded = _loaded_bytes(_root(artifact), probes)
         for entry in listed:
             if entry.name.endswith(".dist-info") or entry.name == "bin":
                 continue
             packages.append(
                 Package(entry.name, entry.distribution, entry.size, loaded.get(entry.name, 0), used.get(entry.name, []))
             )
-            if entry.name in used or entry.distribution in runtime:
-                continue
             siblings = [e for e in by_distribution.get(entry.distribution, []) if e.name.endswith(".dist-info")]
-            size = entry.size + sum(e.size for e in siblings)
+            # kept on purpose: reported as kept (with its measured use), whether some function loads it or not
+            if (
+                keeper.keep(artifact.logical_id, [entry, *siblings])
+                or entry.name in used
+                or entry.distribution in runtime
+            ):
+                continue
             findings.append(
                 Finding(
                     "unused",
                     artifact.logical_id,
                     f"{entry.name} ({entry.distribution}, with its dist-info)",
-                    size,
+                    entry.size + sum(e.size for e in siblings),
                     "no function loads it, at import or through the imports our code makes at invoke time",
                 )
             )
     packages.sort(key=lambda package: -package.size)
-    return findings, packages
+    return findings, packages, keeper.kept
 
 
 def measure(build_dir: Path = BUILD_DIR, build: bool = True) -> Sizes:
@@ -306,8 +368,8 @@ def measure(build_dir: Path = BUILD_DIR, build: bool = True) -> Sizes:
     items = artifacts(build_dir)
     _log(f"{len(items)} artifacts measured; probing the handlers' imports")
     probes = probe_all()
-    findings, packages = check(items, probes)
-    return Sizes(build_dir, items, findings, packages, probes)
+    findings, packages, kept = check(items, probes)
+    return Sizes(build_dir, items, findings, packages, probes, kept)
 
 
 # ------------------------------------------------------------------------------ the report
@@ -333,6 +395,19 @@ def table(result: Sizes) -> list[str]:
     rows.append(["**all**", "", "", f"**{_mb(result.wasted())}**", ""])
     lines += _table(["check", "artifact", "what", "unzipped", "why"], rows)
     functions = len(result.probes)
+    if result.kept:
+        lines += ["", "Kept on purpose (not findings; bench.size's KEPT, with why):", ""]
+        rows = [
+            [
+                k.artifact,
+                f"{k.distribution}: {k.what}",
+                _mb(k.size),
+                f"{len(k.used_by)} of {functions}" if k.used_by else "none",
+                k.why,
+            ]
+            for k in result.kept
+        ]
+        lines += _table(["artifact", "what", "unzipped", "functions loading it here", "why"], rows)
     lines += ["", f"The {LARGEST} largest top-level packages of the dependencies layer:", ""]
     rows = []
     for package in result.packages[:LARGEST]:
@@ -369,7 +444,8 @@ def summary_rows(result: Sizes) -> list[tuple[str, str, str, str]]:
             "package size: what the runtime provides or no function imports",
             f"**{_mb(result.wasted())}** ({len(result.findings)} findings: runtime's {_mb(result.wasted('runtime'))}, "
             f"unused {_mb(result.wasted('unused'))}, scripts and stubs "
-            f"{_mb(result.wasted('scripts') + result.wasted('not run'))})",
+            f"{_mb(result.wasted('scripts') + result.wasted('not run'))}; "
+            f"kept on purpose: {', '.join(f'{k.distribution} {_mb(k.size)}' for k in result.kept) or 'none'})",
             "nothing",
             _yes(not result.findings),
         ),
