@@ -5,7 +5,8 @@ process, every function in a child process): ``subscribers`` subscribers seeded 
 ``BatchWriteItem`` (as bench/fanout.py does), a campaign created and sent through the admin API,
 and the run waited on until the campaign is ``sent`` and SES's delivery event of every mail is
 recorded (the runtime publishes a Delivery event for every send, ``ses_events="all"``, as SES
-does for every delivered mail; SesEventsFunction records each one).
+does for every delivered mail; EventBridge's rule puts each on SesEventsQueue, and
+SesEventsFunction records them in batches).
 
 What is counted, and where:
 
@@ -14,8 +15,11 @@ What is counted, and where:
   route). A request is the functions' when its User-Agent carries ``exec-env/AWS_Lambda_...``
   (botocore adds ``AWS_EXECUTION_ENV``, which only the sandboxes have). The runtime's own SQS
   calls (``ReceiveMessage``, ``DeleteMessageBatch``) are the event source mappings'; they are
-  counted apart. Everything else (provisioning, the EMF-to-CloudWatch copy, the benchmark's
-  seeding and polling) is left out. DynamoDB request bodies (and read answers) are kept to
+  counted apart. The emulated EventBridge's ``SendMessage`` of each SES event to its rule's
+  target queue (its client's user agent carries ``mailroom-local-eventbridge``) is counted
+  apart too: in AWS EventBridge makes it, and SQS bills it to the queue's owner. Everything
+  else (provisioning, the EMF-to-CloudWatch copy, the benchmark's seeding and polling) is
+  left out. DynamoDB request bodies (and read answers) are kept to
   size the items, with DynamoDB's rules (attribute names + values; 1 KB per write unit,
   4 KB per read unit, transactions 2x; global secondary index writes), the updated items read
   back from moto after the run.
@@ -25,6 +29,9 @@ What is counted, and where:
   ``Console.function_line``, wrapped on the runtime's instance: bytes per function, EMF
   objects included (CloudWatch ingests them as log events; the metrics they make are billed
   per metric-month, counted here as distinct metrics).
+* X-Ray traces: modeled, from the template's ``AWS::XRay::SamplingRule`` (its reservoir a
+  second, shared by the functions it matches, then its fixed rate) over the invocations
+  counted, while a campaign of this size goes out at the SES rate.
 * Non-empty ``ReceiveMessage`` answers of the event source mappings, with a botocore
   ``after-call`` hook on the runtime's SQS client (the pollers').
 
@@ -66,6 +73,7 @@ DEFAULT_SUBSCRIBERS = 2000
 GOAL_PER_MILLION = 1.00  # USD per 1M mails, SES's own fee excluded
 BENCH_AGENT = "mailroom-bench-cost"
 _FUNCTION_AGENT = "exec-env/AWS_Lambda"
+_EVENTBRIDGE_AGENT = "mailroom-local-eventbridge"  # mailroom_local.runtime.EVENTBRIDGE_AGENT
 _SCOPE = re.compile(r"Credential=[^/,]+/\d{8}/[^/]+/([^/]+)/aws4_request")
 _REST_ACTIONS = {
     ("ses", "POST", "/v2/email/outbound-emails"): "SendEmail (v2)",
@@ -119,10 +127,11 @@ PRICES: dict[str, tuple[float, str, str]] = {
 }
 # Modeled, not measured:
 PLATFORM_LOG_BYTES = 350  # Lambda's START, END and REPORT lines (text format, with the X-Ray trace id) per invocation
-XRAY_RESERVOIR, XRAY_RATE = 1.0, 0.05  # X-Ray's default sampling rule: 1 request a second, then 5%
+XRAY_DEFAULT = (1.0, 0.05)  # X-Ray's default sampling rule: 1 request a second (the reservoir), then 5%
 FREE_SERVICES = {
     "ssm": "Parameter Store standard parameters: no charge for standard throughput",
-    "events": "SES events to the default bus: AWS service events are free; Scheduler's 14M invocations a month free",
+    "events": "SES events to the default bus: AWS service events are free (the rule's delivery to SesEventsQueue is "
+    "billed as SQS requests, above); Scheduler's 14M invocations a month free",
     "ses": "SES's own fee ($0.10 per 1,000 mails) left out by the issue; GetAccount is free",
     "logs": "-",
 }
@@ -192,6 +201,8 @@ class Recorder:
 
     function_requests: Counter[Key] = field(default_factory=Counter)
     mapping_requests: Counter[Key] = field(default_factory=Counter)
+    eventbridge_requests: Counter[Key] = field(default_factory=Counter)  # its SendMessage to target queues
+    eventbridge_chunks: int = 0  # their 64 KB chunks (SQS bills each as a request)
     sqs_chunks: Counter[Key] = field(default_factory=Counter)  # 64 KB chunks of the functions' SQS requests
     dynamodb: list[tuple[str, dict[str, Any], dict[str, Any]]] = field(default_factory=list)  # action, request, answer
     invocations: Counter[str] = field(default_factory=Counter)
@@ -213,6 +224,7 @@ class Recorder:
             for name in (
                 "function_requests",
                 "mapping_requests",
+                "eventbridge_requests",
                 "sqs_chunks",
                 "invocations",
                 "duration_ms",
@@ -226,11 +238,11 @@ class Recorder:
                 getattr(self, name).clear()
             self.dynamodb.clear()
             self.metrics.clear()
-            self.received_messages = self.nonempty_receives = 0
+            self.received_messages = self.nonempty_receives = self.eventbridge_chunks = 0
 
 
 def _classify(environ: Mapping[str, Any]) -> tuple[str, Key] | None:
-    """("function" | "mapping", (service, action)) of an AWS request; None for anything else."""
+    """("function" | "mapping" | "eventbridge", (service, action)) of an AWS request; None for anything else."""
     agent = str(environ.get("HTTP_USER_AGENT", ""))
     scope = _SCOPE.search(str(environ.get("HTTP_AUTHORIZATION", "")))
     if scope is None or BENCH_AGENT in agent:
@@ -244,6 +256,8 @@ def _classify(environ: Mapping[str, Any]) -> tuple[str, Key] | None:
         action = _REST_ACTIONS.get((service, method, path), f"{method} {path}")
     if _FUNCTION_AGENT in agent:
         return "function", (service, action)
+    if _EVENTBRIDGE_AGENT in agent:
+        return "eventbridge", (service, action)
     if service == "sqs" and action in MAPPING_ACTIONS:
         return "mapping", (service, action)
     return None
@@ -273,6 +287,9 @@ def counting_requests(recorder: Recorder) -> Iterator[None]:
                 if key[0] == "dynamodb":
                     with suppress(ValueError):
                         recorder.dynamodb.append((key[1], json.loads(body or b"{}"), json.loads(answer or b"{}")))
+            elif origin == "eventbridge":
+                recorder.eventbridge_requests[key] += 1
+                recorder.eventbridge_chunks += _units(len(body), 65536)
             else:
                 recorder.mapping_requests[key] += 1
         return [answer]
@@ -343,6 +360,21 @@ def _emf(text: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     return data if isinstance(data, dict) and isinstance(data.get("_aws"), dict) else None
+
+
+def sampling_rule(template: Mapping[str, Any]) -> tuple[float, float]:
+    """(ReservoirSize, FixedRate) of the template's X-Ray sampling rule for the functions (the one
+    AWS::XRay::SamplingRule); X-Ray's default rule (1 a second, 5%) if it has none."""
+    rules = [
+        resource["Properties"]["SamplingRule"]
+        for resource in (template.get("Resources") or {}).values()
+        if resource.get("Type") == "AWS::XRay::SamplingRule"
+    ]
+    if not rules:
+        return XRAY_DEFAULT
+    if len(rules) > 1:
+        raise ValueError("several X-Ray sampling rules: the model knows one")
+    return float(rules[0]["ReservoirSize"]), float(rules[0]["FixedRate"])
 
 
 # ------------------------------------------------------------------------------ the run
@@ -523,6 +555,7 @@ class Cost:
     done: bool
     ses_rate: float
     memory_mb: dict[str, int]
+    sampling: tuple[float, float]  # the template's X-Ray sampling rule for the functions: (reservoir a second, rate)
     recorder: Recorder = field(repr=False)
     capacity: Capacity = field(repr=False)
     errors: list[str] = field(default_factory=list, repr=False)  # the runtime's ERROR and WARNING lines
@@ -574,6 +607,15 @@ class Cost:
         esm = r.nonempty_receives + sum(
             n for (_, action), n in r.mapping_requests.items() if action != "ReceiveMessage"
         )
+        targets = r.eventbridge_chunks
+        out.append(
+            (
+                "SQS (EventBridge to SesEventsQueue)",
+                f"{targets * m / 1e6:,.3f}M SendMessage (64 KB chunks)",
+                targets * m * price["sqs_request"],
+                "EventBridge's SendMessage of each SES event to the rule's target queue, billed to the queue's owner",
+            )
+        )
         out.append(
             (
                 "SQS (event source mappings)",
@@ -592,19 +634,17 @@ class Cost:
                 "per invocation",
             )
         )
-        traced = 0.0
-        sending = self.sent / self.ses_rate  # seconds a campaign of this size takes at the SES rate
-        for count in r.invocations.values():
-            rate = count / max(sending, 1e-9)  # invocations a second while it is sent
-            share = min(1.0, (XRAY_RESERVOIR + XRAY_RATE * max(0.0, rate - XRAY_RESERVOIR)) / max(rate, 1e-9))
-            traced += count * share
+        reservoir, rate = self.sampling
+        traced = self.traces(reservoir, rate)
+        default = self.traces(*XRAY_DEFAULT)
         out.append(
             (
                 "X-Ray",
                 f"{traced * m / 1e6 * 1000:,.1f}k traces (Tracing: Active)",
                 traced * m * price["xray_trace"],
-                "default sampling (1 a second + 5%) at each function's invocation rate while mails go out "
-                "at the SES rate",
+                f"the template's sampling rule ({reservoir:g} a second + {rate:.0%}) over the invocations while "
+                f"mails go out at the SES rate; under X-Ray's default rule (1 a second + 5%) "
+                f"{default * m / 1e6 * 1000:,.1f}k traces, {_usd(default * m * price['xray_trace'])}",
             )
         )
         secrets = sum(n for (service, _), n in r.function_requests.items() if service == "secretsmanager")
@@ -618,6 +658,15 @@ class Cost:
                 )
             )
         return out
+
+    def traces(self, reservoir: float, rate: float) -> float:
+        """Traces recorded under a sampling rule: ``reservoir`` a second for all the functions it
+        matches together (X-Ray shares a rule's reservoir among them), then ``rate`` of the rest,
+        while a campaign of this size goes out at the SES rate."""
+        invocations = sum(self.recorder.invocations.values())
+        sending = self.sent / self.ses_rate  # seconds a campaign of this size takes at the SES rate
+        from_reservoir = min(float(invocations), reservoir * sending)
+        return from_reservoir + rate * (invocations - from_reservoir)
 
     @property
     def total(self) -> float:
@@ -675,6 +724,7 @@ def measure(subscribers: int = DEFAULT_SUBSCRIBERS, timeout: float = 150.0, ses_
             seconds = time.perf_counter() - started
             snapshot = _snapshot(dynamodb, list(tables.values()))
             memory = {logical_id: spec.memory_size for logical_id, spec in runtime.stack.functions.items()}
+            sampling = sampling_rule(runtime.stack.template)
         finally:
             runtime.stop()
     errors = [line for line in log.getvalue().splitlines() if " ERROR " in line or "WARNING" in line]
@@ -687,6 +737,7 @@ def measure(subscribers: int = DEFAULT_SUBSCRIBERS, timeout: float = 150.0, ses_
         done=done,
         ses_rate=ses_rate,
         memory_mb=memory,
+        sampling=sampling,
         recorder=recorder,
         capacity=capacity(recorder, snapshot),
         errors=errors,
@@ -753,6 +804,8 @@ def table(result: Cost) -> list[str]:
         rows.append(
             ["event source mappings (billed as SQS requests)", service, action, f"{count:,}", f"{count * per_k:,.2f}"]
         )
+    for (service, action), count in sorted(r.eventbridge_requests.items()):
+        rows.append(["EventBridge (the rule's target queue)", service, action, f"{count:,}", f"{count * per_k:,.2f}"])
     rows.append(
         [
             "event source mappings",

@@ -238,3 +238,13 @@ def test_ses_events_go_through_a_queue_to_batches_of_the_function(stack: Stack) 
     assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     (source,) = [s for s in stack.sqs_sources if s.function == "SesEventsFunction"]
     assert (source.event, source.batch_size, source.report_batch_item_failures) == (name, 100, True)
+
+
+def test_the_functions_traces_are_a_sample(stack: Stack) -> None:
+    (logical_id,) = [k for k, r in stack.template["Resources"].items() if r["Type"] == "AWS::XRay::SamplingRule"]
+    rule = stack.template["Resources"][logical_id]["Properties"]["SamplingRule"]
+    assert rule["ServiceName"] == {"Fn::Sub": "${AWS::StackName}-*"}  # CloudFormation's function names
+    assert rule["ReservoirSize"] in (0, 1)
+    assert 0.01 <= rule["FixedRate"] <= 0.05
+    assert rule["Priority"] < 10000  # before the default rule
+    assert rule["Version"] == 1
