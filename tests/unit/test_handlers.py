@@ -361,3 +361,35 @@ def test_admin_metrics_sample_event_answers_the_figures_read_from_cloudwatch(
         assert body["windows"][window]["task_types"]["newsletter"]["mails"]["sent"] == 50
         assert body["windows"][window]["totals"]["mails_sent"] == 50
         assert body["windows"][window]["task_types"]["welcome"]["mails"]["sent"] == 0
+
+
+# ------------------------------------------------------------------------------ SES events
+
+
+def test_ses_events_sample_batch_suppresses_the_bounced_and_complaining_subscribers(
+    stack: Stack, load_function: Loader, context: LambdaContext
+) -> None:
+    # Given the subscribers the sample events name (their mails' records are not there: erased, say)
+    batch = load_event("ses_events_sqs.json")
+    events = [json.loads(record["body"]) for record in batch["Records"]]
+    for event in events:
+        mail = event["detail"]["mail"]
+        put_subscriber(stack, mail["tags"]["subscriber"][0], mail["destination"][0])
+    app = load_function("SesEventsFunction")
+    # When the function gets the sample batch (an SQS message per EventBridge event)
+    response = app.lambda_handler(batch, context)
+    # Then no message failed, the hard bounce and the complaint suppressed their subscribers
+    assert response == {"batchItemFailures": []}
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    statuses = {
+        event["detail-type"]: dynamodb.get_item(
+            TableName=stack.physical_name("SubscribersTable"),
+            Key={"email": {"S": event["detail"]["mail"]["destination"][0]}},
+        )["Item"]["status"]["S"]
+        for event in events
+    }
+    assert statuses == {
+        "Email Delivered": "subscribed",
+        "Email Bounced": "suppressed",
+        "Email Complaint Received": "suppressed",
+    }
