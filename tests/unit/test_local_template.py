@@ -454,6 +454,19 @@ def test_provision_creates_tables_queues_and_identities_from_the_template() -> N
 
 
 @pytest.mark.usefixtures("aws")
+def test_provision_leaves_out_what_the_runtime_plays_or_aws_alone_has() -> None:
+    """An EventBridge rule (the SES event bus plays it), its queue policy and an X-Ray sampling
+    rule (no traces locally) are not created; the rule's ARN resolves for the policies."""
+    stack = Stack.load(TEMPLATE, region="us-east-1")
+    kinds = {stack.template["Resources"][name]["Type"] for name in ("SesFeedbackRule", "FunctionsSamplingRule")}
+    assert kinds == {"AWS::Events::Rule", "AWS::XRay::SamplingRule"}
+    created = stack.provision()
+    assert "SesEventsQueue" in created.queues
+    assert boto3.client("events", region_name="us-east-1").list_rules()["Rules"] == []
+    assert stack.get_att("SesFeedbackRule", "Arn") == "arn:aws:events:us-east-1:123456789012:rule/SesFeedbackRule"
+
+
+@pytest.mark.usefixtures("aws")
 def test_provisioned_resources_accept_what_the_handlers_do() -> None:
     """The sender identity of the Mailroom template is usable, though CreateIdentity is false."""
     stack = Stack.load(TEMPLATE, region="us-east-1")
