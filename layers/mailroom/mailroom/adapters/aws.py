@@ -42,8 +42,9 @@ SEND_CONFIG = CONFIG.merge(Config(retries={"mode": "standard", "total_max_attemp
 
 
 # One client per service and config in a process, shared by every adapter that asks: a
-# client is thread-safe, and each one costs its construction (a worker's six cost about 80 ms
-# of its cold start, the second DynamoDB client 16 ms of it; bench.coldstart). The key holds
+# client is thread-safe, and each one costs its construction: sharing took 38 ms off the admin
+# function's cold start (ten clients, five of them DynamoDB, now four) and 5 to 16 ms off the others
+# (docs/performance.md). The key holds
 # what a client takes from the environment when it is made, so a changed environment (tests,
 # the embedded runtime) gets a fresh one.
 _ENVIRONMENT = ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_PROFILE")
