@@ -21,7 +21,7 @@ Two checks, each a finding with its bytes:
    inside a call at invoke time would be missed: the table says what each package's use
    rests on. Console scripts (``bin/``) never run in Lambda and are findings too.
 
-A package kept on purpose (``KEPT``: the package and why, e.g. tzdata) is no finding of either
+A package kept on purpose (``KEPT``: the package and why; none today) is no finding of either
 check: it is reported apart, as kept, with its reason and its measured use. The bytecode of a
 top-level module (``__pycache__/NAME.cpython-313.pyc``, the layer's Makefile compiles it) counts
 as the module's.
@@ -60,14 +60,8 @@ LARGEST = 10
 NOT_RUN = {".pyi", ".c", ".h", ".pyx", ".pxd"}  # type stubs and C sources: read by no import
 # Distributions kept on purpose, and why: reported as kept, never as a finding. Each must say what
 # the measurement here cannot see (the probes run on this host, not on the Lambda image).
-KEPT = {
-    "tzdata": (
-        "kept on purpose (layers/dependencies/requirements.in): zoneinfo's fallback where the runtime image "
-        "has no /usr/share/zoneinfo (Amazon Linux 2023 minimal images have lacked it: "
-        "aws/aws-lambda-base-images#144, amazonlinux/amazon-linux-2023#615); this host has a tz database, "
-        "so zoneinfo never loads tzdata here"
-    ),
-}
+# None today (tzdata was, as zoneinfo's fallback, until it turned out no function uses zoneinfo).
+KEPT: dict[str, str] = {}
 
 
 def _log(message: str) -> None:

@@ -1,8 +1,8 @@
 """The dependencies layer ships what the functions run, and nothing else (issue #9).
 
 layers/dependencies/Makefile leaves out what the Lambda runtime provides or no function
-imports (NOT_SHIPPED: jmespath, dnspython; console scripts, type stubs, C sources); tzdata
-ships on purpose. These tests build the layer as sam build does (its Makefile, into a temporary
+imports (NOT_SHIPPED: jmespath, dnspython; console scripts, type stubs, C sources). These
+tests build the layer as sam build does (its Makefile, into a temporary
 ARTIFACTS_DIR: pip installs the arm64 wheels, from its cache or the index, a few seconds) and
 check that the address validation runs without dnspython.
 """
@@ -24,7 +24,6 @@ from tests.support import ROOT
 LAYER = ROOT / "layers" / "dependencies"
 # Required by the layer's packages, not shipped (the Makefile's NOT_SHIPPED says why).
 NOT_SHIPPED = {"dnspython": "dns", "jmespath": "jmespath"}
-KEPT = "tzdata"  # ships on purpose (requirements.in; bench.size's KEPT)
 NOT_RUN = {".pyi", ".c", ".h", ".pyx", ".pxd"}
 OUR_CODE = [*sorted((ROOT / "layers" / "mailroom").rglob("*.py")), *sorted((ROOT / "functions").glob("*/*.py"))]
 
@@ -63,7 +62,6 @@ def test_the_lock_pins_only_what_ships() -> None:
     locked = pins(LAYER / "requirements.txt")
     assert makefile_not_shipped() == set(NOT_SHIPPED)
     assert not set(locked) & set(NOT_SHIPPED), "make lock leaves NOT_SHIPPED out (--no-emit-package)"
-    assert KEPT in locked
     # written by `make lock` with the current NOT_SHIPPED: uv lists what it left out at the end
     text = (LAYER / "requirements.txt").read_text()
     excluded = text.split("# The following packages were excluded from the output:", 1)
@@ -82,7 +80,6 @@ def built_layer(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_built_layer_ships_every_pin(built_layer: Path) -> None:
     shipped = {re.sub(r"[-_.]+", "-", path.name.split("-", 1)[0]).lower() for path in built_layer.glob("*.dist-info")}
     assert shipped == set(pins(LAYER / "requirements.txt"))
-    assert (built_layer / "tzdata" / "zoneinfo" / "Europe" / "Berlin").is_file(), "tzdata ships on purpose"
 
 
 def test_the_built_layer_ships_nothing_the_runtime_provides_or_no_function_imports(built_layer: Path) -> None:
