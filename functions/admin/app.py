@@ -35,8 +35,7 @@ from mailroom.adapters.sqs import TaskQueue
 from mailroom.api import ApiError, header, install_error_handlers, parse_json_body, query_int, respond
 from mailroom.authz import admin_of
 from mailroom.config import AdminSettings
-from mailroom.content import ContentError
-from mailroom.errors import Conflict, NotFound, PermanentSendError, RetryableSendError, SendError
+from mailroom.errors import Conflict, ContentError, NotFound, PermanentSendError, RetryableSendError, SendError
 from mailroom.links import Links
 from mailroom.logic.audience import ImportRejected, erase, find, import_rows, parse_csv, to_csv
 from mailroom.logic.campaigns import CampaignAdmin, content_of

@@ -8,7 +8,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from mailroom.content import SAMPLE, CampaignContent, CampaignRenderer, ContentError, html_to_text, validate
+from mailroom.content import SAMPLE, CampaignContent, CampaignRenderer, html_to_text, validate
+from mailroom.errors import ContentError
 from mailroom.links import UNSUBSCRIBE, Links
 from mailroom.mail import to_mime
 from mailroom.models import Recipient

@@ -33,6 +33,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 from pydantic import ValidationError
 
+from mailroom.errors import ContentError
 from mailroom.links import Links, fixed_links
 from mailroom.mail import environment
 from mailroom.models import Mail, Recipient
@@ -52,15 +53,6 @@ MAX_RENDERED_BYTES = 1024 * 1024
 MAX_RANGE = 10_000
 MAX_EXPONENT = 100
 MAX_REPEATED_ITEMS = 100_000
-
-
-class ContentError(ValueError):
-    """The campaign's subject or content cannot be rendered; names the field and the reason."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
 
 
 def _bounded_range(*args: int) -> range:

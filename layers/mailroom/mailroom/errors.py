@@ -43,3 +43,14 @@ class NotFound(MailroomError):
 
 class Conflict(MailroomError):
     """The request does not fit the current state, e.g. sending a sent campaign (an API answers 409)."""
+
+
+class ContentError(ValueError):
+    """The campaign's subject or content cannot be rendered; names the field and the reason.
+
+    Here, not in mailroom.content, so that catching it (the admin API) loads no Jinja2."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message

@@ -37,8 +37,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
 
-from mailroom.content import CampaignContent, CampaignRenderer, ContentError
-from mailroom.errors import PermanentSendError, RetryableSendError, UncertainSendError
+from mailroom.content import CampaignContent, CampaignRenderer
+from mailroom.errors import ContentError, PermanentSendError, RetryableSendError, UncertainSendError
 from mailroom.links import Links
 from mailroom.logic.delivery import STALE_CLAIM_ERROR, ClaimedBy, Sender, claimed_by
 from mailroom.logic.ports import CampaignStore, MailSender, ResultStore, SubscriberPages
