@@ -198,15 +198,14 @@ def build_worker(setup: Setup, fake: FakeAws, threads: int, max_concurrency: int
     Its send threads are called ``<name>-send_<n>``.
     """
 
-    def dynamodb() -> Any:
-        return fake.install(client("dynamodb", CONFIG))
+    dynamodb = fake.install(client("dynamodb", CONFIG))  # one, shared, as the worker's adapters share theirs
 
     pacer = Pacer(rate=1.0)
     executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix=f"{name}-send")
     sender = CampaignSender(
-        results=CampaignResults(setup.results_table, setup.campaigns_table, client=dynamodb()),
-        campaigns=CampaignRepository(setup.campaigns_table, client=dynamodb()),
-        subscribers=SubscriberRepository(setup.subscribers_table, client=dynamodb()),
+        results=CampaignResults(setup.results_table, setup.campaigns_table, client=dynamodb),
+        campaigns=CampaignRepository(setup.campaigns_table, client=dynamodb),
+        subscribers=SubscriberRepository(setup.subscribers_table, client=dynamodb),
         mailer=Mailer(client=fake.install(client("sesv2", SEND_CONFIG))),
         sender=SENDER,
         links=Links(PUBLIC_URL, lambda: LINK_TOKENS),

@@ -106,7 +106,11 @@ class FaultInjector:
 
     # -- set-up ---------------------------------------------------------------------------
     def install(self) -> FaultInjector:
-        """Hook the session (clients made before this call are not affected)."""
+        """Hook the session (clients made before this call are not affected: Mailroom's shared
+        clients are forgotten, so the adapters made from now on get hooked ones)."""
+        from mailroom.adapters.aws import clear_clients
+
+        clear_clients()
         events = self._events()
         events.register_first("before-call", self._before_call, unique_id="mailroom-faults-before-call")
         events.register_first("before-send", self._before_send, unique_id="mailroom-faults-before-send")
@@ -122,6 +126,9 @@ class FaultInjector:
         events.unregister("before-send", unique_id="mailroom-faults-before-send")
         events.unregister("after-call", unique_id="mailroom-faults-after-call")
         self._installed = False
+        from mailroom.adapters.aws import clear_clients
+
+        clear_clients()  # hooked clients must not outlive the injector
 
     def _events(self) -> Any:
         session = self._session

@@ -41,24 +41,34 @@ CONFIG = Config(
 SEND_CONFIG = CONFIG.merge(Config(retries={"mode": "standard", "total_max_attempts": 1}, read_timeout=10))
 
 
-# One client per service and config in a process, shared by every adapter that asks: a
-# client is thread-safe, and each one costs its construction: sharing took 38 ms off the admin
-# function's cold start (ten clients, five of them DynamoDB, now four) and 5 to 16 ms off the others
-# (docs/performance.md). The key holds
-# what a client takes from the environment when it is made, so a changed environment (tests,
-# the embedded runtime) gets a fresh one.
+# One client per service and config in a process, shared by every adapter that asks: a client
+# is thread-safe, and each one costs its construction. Sharing took 38 ms off the admin
+# function's cold start (ten clients, five of them DynamoDB, now four) and 5 to 16 ms off the
+# others (docs/performance.md). The key holds the default session (a client copies the
+# session's event hooks when it is made: a new session gets new clients) and what a client
+# takes from the environment, so a changed environment (tests, the embedded runtime) gets a
+# fresh one; clear_clients() forgets them all.
 _ENVIRONMENT = ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_PROFILE")
 _clients: dict[tuple[Any, ...], Any] = {}
 _lock = threading.Lock()
 
 
 def _client(service: str, config: Config = CONFIG) -> Any:
-    key = (service, id(config), *(os.environ.get(name) for name in _ENVIRONMENT))
     with _lock:
+        if boto3.DEFAULT_SESSION is None:
+            boto3.setup_default_session()
+        key = (service, id(config), id(boto3.DEFAULT_SESSION), *(os.environ.get(name) for name in _ENVIRONMENT))
         client = _clients.get(key)
         if client is None:
             client = _clients[key] = boto3.client(service, config=config)  # type: ignore[call-overload]
         return client
+
+
+def clear_clients() -> None:
+    """Forget the shared clients: the next adapter made gets a new one. For whatever changes the
+    session's event hooks after clients were made (the chaos tests' fault injector)."""
+    with _lock:
+        _clients.clear()
 
 
 def dynamodb_client() -> DynamoDBClient:
