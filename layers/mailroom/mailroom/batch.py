@@ -2,12 +2,12 @@
 
 What Powertools' ``BatchProcessor`` + ``process_partial_response`` did for the workers,
 without importing them: the batch utility loads its parser models, asyncio and every event
-data class, for a loop of a few lines (15 to 19 ms of each worker's cold start, measured in
+data class, for a loop of a few lines (13 to 15 ms of each worker's cold start, measured in
 bench.coldstart's rounds: docs/performance.md). Each record is handled on its own; a record
-whose handler raises is reported in
-``batchItemFailures`` (the event source mapping has ``ReportBatchItemFailures``), so SQS
-redelivers that record only. Every record failing is reported the same way, never as a
-Lambda error: no blanket retry of the records that were done.
+whose handler raises is reported in ``batchItemFailures`` (the event source mapping has
+``ReportBatchItemFailures``), so SQS redelivers that record only. Every record failing is
+reported the same way, never as a Lambda error: no blanket retry of the records that were
+done.
 """
 
 from __future__ import annotations

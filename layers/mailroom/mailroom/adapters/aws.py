@@ -42,9 +42,9 @@ SEND_CONFIG = CONFIG.merge(Config(retries={"mode": "standard", "total_max_attemp
 
 
 # One client per service and config in a process, shared by every adapter that asks: a client
-# is thread-safe, and each one costs its construction. Sharing took 38 ms off the admin
-# function's cold start (ten clients, five of them DynamoDB, now four) and 5 to 16 ms off the
-# others (docs/performance.md). The key holds the default session (a client copies the
+# is thread-safe, and each one costs its construction: sharing took 3 to 10 ms off the cold
+# starts (the admin function made ten clients, five of them DynamoDB, now four; the newsletter
+# worker six, now three; docs/performance.md). The key holds the default session (a client copies the
 # session's event hooks when it is made: a new session gets new clients) and what a client
 # takes from the environment, so a changed environment (tests, the embedded runtime) gets a
 # fresh one; clear_clients() forgets them all.
