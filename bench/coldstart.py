@@ -40,7 +40,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -220,58 +220,43 @@ class Probe:
     opt_files: list[str]  # the files under /opt/python the import loaded (modules, extensions)
 
 
+def _imports(everywhere: bool) -> Iterator[tuple[str, str]]:
+    """(module, where) of each absolute import in our code (mailroom, functions/*/app.py) inside
+    functions, ``TYPE_CHECKING`` blocks left out; ``everywhere``: at module level too."""
+    files = [*sorted(MAILROOM.rglob("*.py")), *sorted((ROOT / "functions").glob("*/app.py"))]
+    for path in files:
+        tree = ast.parse(path.read_text(), str(path))
+        top_nodes = {id(node) for node in tree.body}
+        typing_only = {
+            id(inner)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+            for inner in ast.walk(node)
+        }
+        for node in ast.walk(tree):
+            if id(node) in typing_only or (id(node) in top_nodes and not everywhere):
+                continue
+            where = f"{path.relative_to(ROOT)}:{getattr(node, 'lineno', 0)}"
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    yield alias.name, where
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                yield node.module, where
+
+
 def lazy_imports(everywhere: bool = False) -> dict[str, list[str]]:
     """Top-level names our code (mailroom, functions/*/app.py) imports inside functions (at invoke
     time), with where; ``everywhere``: at module level too."""
     found: dict[str, list[str]] = {}
-    files = [*sorted(MAILROOM.rglob("*.py")), *sorted((ROOT / "functions").glob("*/app.py"))]
-    for path in files:
-        tree = ast.parse(path.read_text(), str(path))
-        top_nodes = {id(node) for node in tree.body}
-        typing_only = {
-            id(inner)
-            for node in ast.walk(tree)
-            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-            for inner in ast.walk(node)
-        }
-        for node in ast.walk(tree):
-            if (
-                id(node) in typing_only
-                or (id(node) in top_nodes and not everywhere)
-                or not isinstance(node, ast.Import | ast.ImportFrom)
-            ):
-                continue
-            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else [node.module or ""]
-            if isinstance(node, ast.ImportFrom) and node.level:
-                continue
-            for name in names:
-                where = f"{path.relative_to(ROOT)}:{node.lineno}"
-                found.setdefault(name.split(".")[0], []).append(where)
+    for name, where in _imports(everywhere):
+        found.setdefault(name.split(".")[0], []).append(where)
     return found
 
 
 def deferred_modules() -> list[str]:
-    """The modules our code imports inside functions (full names, ``TYPE_CHECKING`` blocks left
-    out): what a first invocation may load after the handler's import."""
-    found: set[str] = set()
-    files = [*sorted(MAILROOM.rglob("*.py")), *sorted((ROOT / "functions").glob("*/app.py"))]
-    for path in files:
-        tree = ast.parse(path.read_text(), str(path))
-        top_nodes = {id(node) for node in tree.body}
-        typing_only = {
-            id(inner)
-            for node in ast.walk(tree)
-            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-            for inner in ast.walk(node)
-        }
-        for node in ast.walk(tree):
-            if id(node) in top_nodes or id(node) in typing_only:
-                continue
-            if isinstance(node, ast.Import):
-                found.update(alias.name for alias in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                found.add(node.module)
-    return sorted(found)
+    """The modules our code imports inside functions (full names): what a first invocation may
+    load after the handler's import."""
+    return sorted({name for name, _ in _imports(everywhere=False)})
 
 
 # What each handler sample runs: the handler's import, timed (the issue's figure), then every
