@@ -144,6 +144,14 @@ def test_a_rule_whose_target_is_not_one_of_the_stacks_queues_is_refused() -> Non
 
 
 # ----------------------------------------------------------------------------- events
+def settle(events: SesEventBus) -> None:
+    """Wait (up to 5 s) until the bus has nothing pending."""
+    for _ in range(500):
+        if events.status()["pending"] == 0:
+            return
+        threading.Event().wait(0.01)
+
+
 def kinds(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return [(event["detail-type"], event["detail"]["eventType"]) for event in events]
 
@@ -373,10 +381,7 @@ def test_a_refused_send_is_retried_like_eventbridge(rule: EventRuleSpec) -> None
     try:
         events.publish(sample_send("complaint@simulator.amazonses.com", "s-1"))
         assert sender.done.wait(5.0)
-        for _ in range(500):
-            if events.status()["pending"] == 0:
-                break
-            threading.Event().wait(0.01)
+        settle(events)
     finally:
         events.stop()
         events.join(5.0)
@@ -444,10 +449,7 @@ def test_an_event_that_keeps_failing_is_dropped_after_the_retries(rule: EventRul
     events.start()
     try:
         events.publish(sample_send("ada@example.com", "s-1"))
-        for _ in range(500):
-            if events.status()["pending"] == 0:
-                break
-            threading.Event().wait(0.01)
+        settle(events)
     finally:
         events.stop()
         events.join(5.0)
