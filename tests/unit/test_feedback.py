@@ -731,6 +731,68 @@ def test_many_events_of_one_campaign_go_in_transactions_of_at_most_100(stack: St
     assert tables.counters()["delivered"] == 150
 
 
+def five_deliveries(stack: Stack) -> tuple[Tables, list[tuple[MailRef, RecordChange]]]:
+    tables = Tables(stack)
+    tables.add_campaign()
+    entries = []
+    for index in range(5):
+        ref = MailRef(f"campaign#{CAMPAIGN}", f"s-{index}", f"s-{index}", CAMPAIGN)
+        tables.add_record(ref.pk, ref.sk, f"m-{index}")
+        entries.append((ref, RecordChange("delivery:t", f"m-{index}", "delivered_at", "t", "delivered")))
+    return tables, entries
+
+
+def keys_of(items: list[dict[str, Any]]) -> list[str]:
+    return [item["Update"]["Key"].get("sk", {}).get("S", "counter") for item in items]
+
+
+def test_an_items_own_refusal_fails_its_event_only_the_others_are_recorded(
+    stack: Stack, ledger: FeedbackLedger
+) -> None:
+    tables, entries = five_deliveries(stack)
+    real = ledger.client.transact_write_items
+    calls: list[list[str]] = []
+
+    def refusing(**kwargs: Any) -> Any:
+        calls.append(keys_of(kwargs["TransactItems"]))
+        if "s-2" in calls[-1]:
+            reasons = [{"Code": "ValidationError" if key == "s-2" else "None"} for key in calls[-1]]
+            raise ClientError(
+                {"Error": {"Code": "TransactionCanceledException", "Message": "no"}, "CancellationReasons": reasons},
+                "TransactWriteItems",
+            )
+        return real(**kwargs)
+
+    ledger.client.transact_write_items = refusing  # type: ignore[method-assign]
+    results = ledger.record_batch(entries)
+    assert isinstance(results[2], ClientError)
+    assert [r.recorded for r in results if isinstance(r, RecordResult)] == [Recorded.FIRST] * 4
+    assert calls == [["s-0", "s-1", "s-2", "s-3", "s-4", "counter"], ["s-0", "s-1", "s-3", "s-4", "counter"]]
+    assert tables.counters()["delivered"] == 4
+
+
+def test_a_refused_request_is_split_until_the_event_it_is_about_fails_alone(
+    stack: Stack, ledger: FeedbackLedger
+) -> None:
+    tables, entries = five_deliveries(stack)
+    real = ledger.client.transact_write_items
+    calls: list[list[str]] = []
+
+    def refusing(**kwargs: Any) -> Any:
+        calls.append(keys_of(kwargs["TransactItems"]))
+        if "s-3" in calls[-1]:  # a refusal of the whole request, no item named
+            raise ClientError({"Error": {"Code": "ValidationException", "Message": "no"}}, "TransactWriteItems")
+        return real(**kwargs)
+
+    ledger.client.transact_write_items = refusing  # type: ignore[method-assign]
+    results = ledger.record_batch(entries)
+    assert isinstance(results[3], ClientError)
+    assert [r.recorded for r in results if isinstance(r, RecordResult)] == [Recorded.FIRST] * 4
+    assert calls[0] == ["s-0", "s-1", "s-2", "s-3", "s-4", "counter"]
+    assert sorted(calls[1:]) == [[f"s-{i}", "counter"] for i in range(5)]  # then one transaction per event
+    assert tables.counters()["delivered"] == 4
+
+
 def test_unprocessed_keys_are_read_again(tables: Tables, ledger: FeedbackLedger) -> None:
     real = ledger.client.batch_get_item
     calls: list[dict[str, Any]] = []

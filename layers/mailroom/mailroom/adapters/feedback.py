@@ -68,6 +68,7 @@ class _Entry:
     count: bool  # a campaign counter may go up with it (False once the campaign proved to have no progress item)
     soft_bounce_of: str | None
     first: bool = False  # the first event of its kind on the record, as last read
+    alone: bool = False  # written in a transaction of its own (after a refusal no reason pinned on one item)
 
     @property
     def counts(self) -> bool:
@@ -270,6 +271,8 @@ class FeedbackLedger:
                 continue
             if (
                 not transactions
+                or entry.alone
+                or transactions[-1].entries[-1].alone
                 or transactions[-1].size_with(entry) > MAX_ITEMS
                 or entry.soft_bounce_of in transactions[-1].subscribers
             ):
@@ -336,14 +339,25 @@ class FeedbackLedger:
         results: list[RecordResult | Exception | None],
     ) -> tuple[list[_Entry], bool]:
         """A refused transaction (nothing of it was written): its entries to judge again, and
-        whether to wait first; or, for an error retrying cannot fix, each entry's failure."""
+        whether to wait first. An error retrying cannot fix is the failure of the events it is
+        about, never of the others in the transaction: an item's own reason fails that item's
+        event (a counter's: the events it counts); a refusal of the whole request splits the
+        transaction into one per event, so that the next round finds the one it is about."""
         code = exc.response.get("Error", {}).get("Code")
         if code in _THROTTLED:
             return transaction.entries, True
+        if code != "TransactionCanceledException":
+            return _split(transaction, exc, results), False
         reasons = [reason.get("Code") for reason in exc.response.get("CancellationReasons") or []]
         failed = [owners[i] for i, reason in enumerate(reasons[: len(owners)]) if reason == "ConditionalCheckFailed"]
-        if code != "TransactionCanceledException" or (not failed and not set(reasons) & _RETRYABLE):
+        bad = _broken(transaction, owners, reasons)
+        if bad:
             for entry in transaction.entries:
+                if id(entry) in bad:
+                    results[entry.index] = exc
+            return [entry for entry in transaction.entries if id(entry) not in bad], False
+        if not failed and not set(reasons) & _RETRYABLE:
+            for entry in transaction.entries:  # cancelled with no reason given: nothing to pin it on
                 results[entry.index] = exc
             return [], False
         for kind, owner in failed:
@@ -379,6 +393,31 @@ class FeedbackLedger:
                 {":suppressed": SubscriberStatus.SUPPRESSED.value, ":at": at, ":reason": reason, ":id": subscriber_id}
             ),
         )
+
+
+def _split(transaction: _Transaction, exc: ClientError, results: list[RecordResult | Exception | None]) -> list[_Entry]:
+    """The whole request refused, no item named: one event is its own failure; several are
+    written again one per transaction, so that the refusal finds the event it is about."""
+    if len(transaction.entries) == 1:
+        results[transaction.entries[0].index] = exc
+        return []
+    for entry in transaction.entries:
+        entry.alone = True
+    return transaction.entries
+
+
+def _broken(transaction: _Transaction, owners: list[tuple[str, Any]], reasons: list[str | None]) -> set[int]:
+    """The entries (ids) an item's reason retrying cannot fix is about: a record's or a soft
+    bounce's event, or every event a counter item counts."""
+    bad: set[int] = set()
+    for (kind, owner), reason in zip(owners, reasons, strict=False):
+        if reason in (None, "None", "ConditionalCheckFailed") or reason in _RETRYABLE:
+            continue
+        if kind == "counter":
+            bad |= {id(entry) for entry in transaction.entries if entry.counts and entry.ref.campaign_id == owner}
+        else:
+            bad.add(id(owner))
+    return bad
 
 
 def _judge(ref: MailRef, current: dict[str, Any] | None, change: RecordChange) -> Recorded | None:
