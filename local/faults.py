@@ -110,11 +110,11 @@ class FaultInjector:
         clients are forgotten, so the adapters made from now on get hooked ones)."""
         from mailroom.adapters.aws import clear_clients
 
-        clear_clients()
         events = self._events()
         events.register_first("before-call", self._before_call, unique_id="mailroom-faults-before-call")
         events.register_first("before-send", self._before_send, unique_id="mailroom-faults-before-send")
         events.register_first("after-call", self._after_call, unique_id="mailroom-faults-after-call")
+        clear_clients()  # after the hooks: no client made in between is cached without them
         self._installed = True
         return self
 

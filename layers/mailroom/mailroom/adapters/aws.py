@@ -57,7 +57,8 @@ def _client(service: str, config: Config = CONFIG) -> Any:
     with _lock:
         if boto3.DEFAULT_SESSION is None:
             boto3.setup_default_session()
-        key = (service, id(config), id(boto3.DEFAULT_SESSION), *(os.environ.get(name) for name in _ENVIRONMENT))
+        # the objects themselves, not their ids: an id can be reused once its object is gone
+        key = (service, config, boto3.DEFAULT_SESSION, *(os.environ.get(name) for name in _ENVIRONMENT))
         client = _clients.get(key)
         if client is None:
             client = _clients[key] = boto3.client(service, config=config)  # type: ignore[call-overload]
