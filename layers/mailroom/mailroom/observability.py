@@ -116,8 +116,9 @@ _MAILS = frozenset(
 # Which task metrics each task type emits: TaskMetrics.add refuses the others, so an alarm or a
 # graph on a pair nobody emits is caught (tests/unit/test_monitoring_template.py reads this).
 # TasksDeadLettered: the tasks the code itself puts on a dead-letter queue (worker.DeadLetters);
-# what SQS moves after maxReceiveCount, and the dispatcher's and SES events' failed invocations
-# (Lambda's OnFailure destination, EventBridge's retries), are counted by the queues' own metrics.
+# what SQS moves after maxReceiveCount (the SES events' included: SesEventsQueue's redrive), and
+# the dispatcher's failed invocations (Lambda's OnFailure destination), are counted by the
+# queues' own metrics.
 TASK_METRICS_OF: dict[str, frozenset[str]] = {
     "confirmation": _EVERY_TASK | _MAILS,
     "welcome": _EVERY_TASK | _MAILS,
