@@ -296,7 +296,9 @@ def test_a_name_that_looks_like_a_template_is_data(stack: Stack, campaigns: Camp
     created = campaigns.create(content="Hello {{ name }}")
     status, preview = campaigns.call("POST", f"/admin/campaigns/{created['id']}/preview", {"email": "eve@example.com"})
     assert status == 200, preview
-    assert "Hello {{ 7 * 7 }}{% raw %}" in preview["text"] and "49" not in preview["text"]
+    # the content without the footer, whose unsubscribe token can hold any digits ("49" too)
+    body = preview["text"].split("\n--\n", 1)[0]
+    assert body.strip() == "Hello {{ 7 * 7 }}{% raw %}"
 
 
 @pytest.mark.parametrize(
