@@ -10,7 +10,9 @@ subscriber, a soft bounce counts towards its ``soft_bounces`` (see ``logic.feedb
   cannot fix it.
 * An event whose record is still being sent, or that failed on an AWS error, is that
   message's failure alone (``batchItemFailures``): SQS brings it again after the visibility
-  timeout, and after 5 receives moves it to the dead-letter queue.
+  timeout, and after 5 receives moves it to the dead-letter queue. A record still being sent
+  is usually a moment from ready: its message comes again sooner (``NOT_READY_DELAYS``, by
+  receive), and the delays add up to more than a stale claim's 15 minutes.
 
 Addresses are never logged: no event is logged as a whole, and there is one summary line
 per batch, no line per event.
@@ -27,7 +29,9 @@ from typing import Any
 from aws_lambda_powertools.metrics import single_metric
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from mailroom.adapters.aws import sqs_client
 from mailroom.adapters.feedback import FeedbackLedger, RecordNotReady
+from mailroom.adapters.sqs import come_again
 from mailroom.config import SesEventsSettings
 from mailroom.logic.feedback import (
     BOUNCE,
@@ -46,6 +50,10 @@ settings = SesEventsSettings.from_env(os.environ)
 store = FeedbackLedger(settings.results_table, settings.subscribers_table, settings.campaigns_table)
 clock = utcnow  # when a subscriber is suppressed
 TASK_TYPE = "ses_event"
+# Seconds until a not-ready event's message comes again, by its receive (1st, 2nd, ...); the
+# 5th failure moves it to the dead-letter queue. 15 + 60 + 240 + 900 s outlast a stale claim
+# (logic.delivery.STALE_CLAIM_SECONDS: 900), after which another attempt resolves the record.
+NOT_READY_DELAYS = (15, 60, 240, 900)
 
 
 def count(feedback: Feedback) -> None:
@@ -66,6 +74,13 @@ def count(feedback: Feedback) -> None:
             metric.add_dimension(name="service", value=metrics.service or "ses-events")
 
 
+def _receives(record: dict[str, Any]) -> int:
+    try:
+        return max(1, int((record.get("attributes") or {}).get("ApproximateReceiveCount") or 1))
+    except (TypeError, ValueError):
+        return 1
+
+
 def read(record: Any) -> SesEvent:
     """The SES event in one SQS message (its body: the EventBridge event, as JSON)."""
     if not isinstance(record, dict) or not isinstance(record.get("body"), str):
@@ -82,10 +97,12 @@ def read(record: Any) -> SesEvent:
 def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     records = event.get("Records") if isinstance(event, dict) else None
     messages: list[tuple[str, SesEvent]] = []
+    receipts: dict[str, tuple[str, int]] = {}  # message id: its receipt handle and receive count
     ignored = 0
     for record in records if isinstance(records, list) else []:
         try:
             messages.append((str(record["messageId"]), read(record)))
+            receipts[str(record["messageId"])] = (str(record.get("receiptHandle", "")), _receives(record))
         except (InvalidFeedback, KeyError, TypeError) as exc:
             # retrying cannot fix it: dropped (the reason names a field, never a value)
             reason = str(exc) if isinstance(exc, InvalidFeedback) else "an SQS message without its messageId"
@@ -99,6 +116,7 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     per_event_ms = (time.perf_counter() - started) * 1000 / max(1, len(messages))
 
     failures: list[str] = []
+    not_ready: list[tuple[str, int]] = []
     outcomes: Counter[str] = Counter()
     for (message_id, ses_event), result in zip(messages, results, strict=True):
         task_metrics.add(TASK_TYPE, "ProcessingTime", per_event_ms)
@@ -107,6 +125,9 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
             task_metrics.add(TASK_TYPE, "TasksRetried", 1)
             outcomes["not ready"] += 1
             failures.append(message_id)
+            handle, receives = receipts[message_id]
+            if handle:
+                not_ready.append((handle, NOT_READY_DELAYS[min(receives, len(NOT_READY_DELAYS)) - 1]))
         elif isinstance(result, Exception):
             task_metrics.add(TASK_TYPE, "TaskErrors", 1)
             outcomes["error"] += 1
@@ -118,6 +139,8 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
         else:
             count(result)
             outcomes[result.outcome] += 1
+    if not_ready and come_again(sqs_client(), settings.ses_events_queue_url, not_ready):
+        logger.warning("some not-ready events come again after the visibility timeout, not sooner")
     logger.info(
         "task done",
         extra={

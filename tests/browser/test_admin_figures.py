@@ -68,7 +68,7 @@ def settled_metrics(runtime: Runtime, ready: Any) -> dict[str, Any]:
         previous[0] = _figures_only(answer)
         return answer if same else None
 
-    answer = wait_for(probe, timeout=30.0, interval=1.0)
+    answer = wait_for(probe, timeout=60.0, interval=1.0)  # a not-ready SES event comes again 15 s later
     assert answer, metrics(runtime)
     return answer
 
@@ -168,9 +168,7 @@ def test_the_overview_shows_the_figures_of_get_admin_metrics(runtime: Runtime, p
         return bool(admin(runtime, "GET", f"/campaigns/{campaign_id}")["status"] == "sent")
 
     assert wait_for(sent, timeout=30.0, interval=0.5), "the campaign did not finish"
-    assert wait_for(
-        lambda: queues_idle(runtime, "NewsletterQueue", "FanoutQueue", "WelcomeQueue", "SesEventsQueue"), timeout=10.0
-    )
+    assert wait_for(lambda: queues_idle(runtime, "NewsletterQueue", "FanoutQueue", "WelcomeQueue"), timeout=10.0)
 
     def ready(answer: dict[str, Any]) -> bool:
         hour = answer["windows"]["hour"]["task_types"]
@@ -179,7 +177,8 @@ def test_the_overview_shows_the_figures_of_get_admin_metrics(runtime: Runtime, p
             and hour["welcome"]["mails"]["sent"] == 1
             and hour["welcome"]["errors"]["dead_lettered"] == 1
             # the simulator address's three mails (confirmation, welcome, newsletter) bring a
-            # delivery event each; they reach SesEventsQueue and come in batches, seconds apart
+            # delivery event each; they come through SesEventsQueue in batches, seconds apart
+            # (one that finds its record still being sent comes again 15 s later)
             and hour["ses_event"]["processed"] == SIMULATED_EVENTS
         )
 

@@ -14,6 +14,8 @@ import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
 
 from mailroom.adapters.feedback import FeedbackLedger, RecordNotReady
+from mailroom.adapters.sqs import come_again
+from mailroom.logic.delivery import STALE_CLAIM_SECONDS
 from mailroom.logic.feedback import (
     InvalidFeedback,
     MailRef,
@@ -651,6 +653,52 @@ def test_a_record_still_being_sent_fails_exactly_its_message(
     )
     assert app.lambda_handler(batch, LambdaContext()) == {"batchItemFailures": []}
     assert tables.counters() == {"delivered": 1, "bounced": 1, "complained": 1}
+
+
+class RecordingSqs:
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def change_message_visibility_batch(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(kwargs)
+        return {"Successful": [{"Id": entry["Id"]} for entry in kwargs["Entries"]], "Failed": []}
+
+
+@pytest.mark.parametrize(("receives", "delay"), [("1", 15), ("2", 60), ("4", 900), ("5", 900)])
+def test_a_not_ready_event_comes_again_sooner_the_later_the_longer(
+    tables: Tables, app: ModuleType, stack: Stack, monkeypatch: pytest.MonkeyPatch, receives: str, delay: int
+) -> None:
+    tables.add_record(f"campaign#{CAMPAIGN}", BOUNCED_ID, None, status="sending")
+    batch = sqs_event(stack, "SesEventsQueue", [load_event(name) for name in SAMPLES])
+    for record in batch["Records"]:
+        record["attributes"]["ApproximateReceiveCount"] = receives
+    sqs = RecordingSqs()
+    monkeypatch.setattr(app, "sqs_client", lambda: sqs)
+    bounce = batch["Records"][1]
+    assert app.lambda_handler(batch, LambdaContext()) == {
+        "batchItemFailures": [{"itemIdentifier": bounce["messageId"]}]
+    }
+    # only the not-ready message, on the function's own queue, with the delay of its receive
+    assert sqs.calls == [
+        {
+            "QueueUrl": app.settings.ses_events_queue_url,
+            "Entries": [{"Id": "0", "ReceiptHandle": bounce["receiptHandle"], "VisibilityTimeout": delay}],
+        }
+    ]
+    assert app.settings.ses_events_queue_url == stack.ref("SesEventsQueue")
+    # the 5th receive, the last before the dead-letter queue, comes after a stale claim is resolved
+    assert sum(app.NOT_READY_DELAYS) > STALE_CLAIM_SECONDS
+
+
+def test_come_again_makes_a_message_visible_after_its_own_delay(stack: Stack) -> None:
+    sqs = boto3.client("sqs", region_name=REGION)
+    url = str(stack.ref("SesEventsQueue"))
+    sqs.send_message(QueueUrl=url, MessageBody="{}")
+    (message,) = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1)["Messages"]
+    assert sqs.receive_message(QueueUrl=url).get("Messages") is None  # in flight: invisible
+    assert come_again(sqs, url, [(message["ReceiptHandle"], 0), ("not-a-handle", 0)]) == 1
+    (again,) = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1)["Messages"]
+    assert again["MessageId"] == message["MessageId"]
 
 
 def test_an_aws_error_on_one_event_fails_only_its_message(

@@ -118,6 +118,8 @@ class SesEventsSettings(_Settings):
     subscribers_table: str = Field(alias="SUBSCRIBERS_TABLE")
     results_table: str = Field(alias="RESULTS_TABLE")
     campaigns_table: str = Field(alias="CAMPAIGNS_TABLE")
+    # the queue the events come from: an event whose record is not ready comes again sooner
+    ses_events_queue_url: str = Field(alias="SES_EVENTS_QUEUE_URL")
 
 
 class AuthSettings(_Settings):

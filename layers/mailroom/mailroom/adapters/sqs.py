@@ -6,6 +6,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from mailroom.adapters.aws import sqs_client
 from mailroom.errors import MailroomError
 
@@ -82,6 +84,25 @@ class TaskQueue:
             if not pending:
                 return attempt + 1
         raise EnqueueError(failed)
+
+
+def come_again(client: SQSClient, queue_url: str, receipts: Sequence[tuple[str, int]]) -> int:
+    """Make received messages visible again after their own delay (``(receipt handle, seconds)``)
+    instead of the queue's visibility timeout; best effort: returns how many could not be
+    changed (those come again after the visibility timeout, as they would anyway)."""
+    failed = 0
+    for start in range(0, len(receipts), 10):
+        entries = [
+            {"Id": str(index), "ReceiptHandle": handle, "VisibilityTimeout": seconds}
+            for index, (handle, seconds) in enumerate(receipts[start : start + 10])
+        ]
+        try:
+            answer = client.change_message_visibility_batch(QueueUrl=queue_url, Entries=entries)  # type: ignore[arg-type]
+        except (BotoCoreError, ClientError):  # best effort: the visibility timeout still brings them back
+            failed += len(entries)
+            continue
+        failed += len(answer.get("Failed") or [])
+    return failed
 
 
 def _chunks(bodies: Sequence[str]) -> list[dict[str, str]]:
