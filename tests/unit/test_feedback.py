@@ -794,24 +794,34 @@ def keys_of(items: list[dict[str, Any]]) -> list[str]:
     return [item["Update"]["Key"].get("sk", {}).get("S", "counter") for item in items]
 
 
+def refusing(ledger: FeedbackLedger, refuse: Callable[[list[str]], None]) -> list[list[str]]:
+    """Every transaction's keys, in order; ``refuse(keys)`` raises for those it refuses."""
+    real = ledger.client.transact_write_items
+    calls: list[list[str]] = []
+
+    def transact(**kwargs: Any) -> Any:
+        calls.append(keys_of(kwargs["TransactItems"]))
+        refuse(calls[-1])
+        return real(**kwargs)
+
+    ledger.client.transact_write_items = transact  # type: ignore[method-assign]
+    return calls
+
+
 def test_an_items_own_refusal_fails_its_event_only_the_others_are_recorded(
     stack: Stack, ledger: FeedbackLedger
 ) -> None:
     tables, entries = five_deliveries(stack)
-    real = ledger.client.transact_write_items
-    calls: list[list[str]] = []
 
-    def refusing(**kwargs: Any) -> Any:
-        calls.append(keys_of(kwargs["TransactItems"]))
-        if "s-2" in calls[-1]:
-            reasons = [{"Code": "ValidationError" if key == "s-2" else "None"} for key in calls[-1]]
+    def refuse(keys: list[str]) -> None:
+        if "s-2" in keys:
+            reasons = [{"Code": "ValidationError" if key == "s-2" else "None"} for key in keys]
             raise ClientError(
                 {"Error": {"Code": "TransactionCanceledException", "Message": "no"}, "CancellationReasons": reasons},
                 "TransactWriteItems",
             )
-        return real(**kwargs)
 
-    ledger.client.transact_write_items = refusing  # type: ignore[method-assign]
+    calls = refusing(ledger, refuse)
     results = ledger.record_batch(entries)
     assert isinstance(results[2], ClientError)
     assert [r.recorded for r in results if isinstance(r, RecordResult)] == [Recorded.FIRST] * 4
@@ -823,16 +833,12 @@ def test_a_refused_request_is_split_until_the_event_it_is_about_fails_alone(
     stack: Stack, ledger: FeedbackLedger
 ) -> None:
     tables, entries = five_deliveries(stack)
-    real = ledger.client.transact_write_items
-    calls: list[list[str]] = []
 
-    def refusing(**kwargs: Any) -> Any:
-        calls.append(keys_of(kwargs["TransactItems"]))
-        if "s-3" in calls[-1]:  # a refusal of the whole request, no item named
+    def refuse(keys: list[str]) -> None:
+        if "s-3" in keys:  # a refusal of the whole request, no item named
             raise ClientError({"Error": {"Code": "ValidationException", "Message": "no"}}, "TransactWriteItems")
-        return real(**kwargs)
 
-    ledger.client.transact_write_items = refusing  # type: ignore[method-assign]
+    calls = refusing(ledger, refuse)
     results = ledger.record_batch(entries)
     assert isinstance(results[3], ClientError)
     assert [r.recorded for r in results if isinstance(r, RecordResult)] == [Recorded.FIRST] * 4
