@@ -259,21 +259,27 @@ def batch_get(
     keys: Sequence[dict[str, Any]],
     attempts: int = 5,
     sleep: Callable[[float], None] | None = None,
+    *,
+    request: Mapping[str, Any] | None = None,
+    backoff: Callable[[int], float] | None = None,
 ) -> list[dict[str, Any]]:
     """The items with these keys (absent ones left out), with consistent reads: BatchGetItem,
     100 keys a call, the keys it leaves unprocessed asked again after a backoff; RuntimeError
-    if some are still unread after ``attempts`` calls."""
+    if some are still unread after ``attempts`` calls. ``request``: more of the table's part of
+    each call (a ProjectionExpression and its names); ``backoff``: the wait before attempt n+1
+    (50 ms doubling, at most 1 s, unless told)."""
     found: list[dict[str, Any]] = []
     for start in range(0, len(keys), BATCH_GET_LIMIT):
         pending = list(keys[start : start + BATCH_GET_LIMIT])
         for attempt in range(attempts):
-            response = client.batch_get_item(RequestItems={table_name: {"Keys": pending, "ConsistentRead": True}})
+            asked = {"Keys": pending, "ConsistentRead": True, **(request or {})}
+            response = client.batch_get_item(RequestItems={table_name: asked})
             found += [from_item(item) for item in response.get("Responses", {}).get(table_name, [])]
             unprocessed: dict[str, Any] = dict(response.get("UnprocessedKeys") or {})
             pending = list(unprocessed.get(table_name, {}).get("Keys", []))
             if not pending:
                 break
-            (sleep or time.sleep)(min(0.05 * 2**attempt, 1.0))
+            (sleep or time.sleep)(backoff(attempt) if backoff else min(0.05 * 2**attempt, 1.0))
         else:
             raise RuntimeError(f"{len(pending)} item(s) of {table_name} not read after {attempts} attempts")
     return found

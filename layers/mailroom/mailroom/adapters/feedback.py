@@ -29,7 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from mailroom.adapters.aws import dynamodb_client
 from mailroom.adapters.campaigns import progress_key
-from mailroom.adapters.dynamodb import backoff_seconds, conditional_update, from_item, to_item
+from mailroom.adapters.dynamodb import backoff_seconds, batch_get, conditional_update, to_item
 from mailroom.errors import MailroomError
 from mailroom.logic.feedback import MailRef, RecordChange, Recorded, RecordResult
 from mailroom.models import DeliveryStatus, SubscriberStatus
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 ATTEMPTS = 8
-MAX_KEYS = 100  # BatchGetItem's limit
 MAX_ITEMS = 100  # TransactWriteItems' limit
 FEEDBACK = "feedback"  # the record's string set of the event keys recorded on it
 _RETRYABLE = frozenset({"TransactionConflict", "ThrottlingError"})
@@ -184,29 +183,18 @@ class FeedbackLedger:
 
     def _get_many(self, refs: Sequence[MailRef]) -> dict[tuple[str, str], dict[str, Any]]:
         """The records (consistent reads), by (pk, sk); a missing one is absent."""
-        found: dict[tuple[str, str], dict[str, Any]] = {}
-        keys = list({(ref.pk, ref.sk): None for ref in refs})
-        for start in range(0, len(keys), MAX_KEYS):
-            request: dict[str, Any] = {
-                self.results_table: {
-                    "Keys": [to_item({"pk": pk, "sk": sk}) for pk, sk in keys[start : start + MAX_KEYS]],
-                    "ConsistentRead": True,
-                    "ProjectionExpression": _PROJECTION,
-                    "ExpressionAttributeNames": {"#feedback": FEEDBACK, "#status": "status"},
-                }
-            }
-            for attempt in range(ATTEMPTS):
-                answer = self.client.batch_get_item(RequestItems=request)
-                for item in answer.get("Responses", {}).get(self.results_table, []):
-                    record = from_item(item)
-                    found[(str(record["pk"]), str(record["sk"]))] = record
-                request = dict(answer.get("UnprocessedKeys") or {})
-                if not request:
-                    break
-                self.sleep(backoff_seconds(attempt))
-            else:
-                raise FeedbackError(f"records still unprocessed after {ATTEMPTS} BatchGetItem attempts")
-        return found
+        keys = [to_item({"pk": pk, "sk": sk}) for pk, sk in dict.fromkeys((ref.pk, ref.sk) for ref in refs)]
+        projection = {
+            "ProjectionExpression": _PROJECTION,
+            "ExpressionAttributeNames": {"#feedback": FEEDBACK, "#status": "status"},
+        }
+        try:
+            records = batch_get(
+                self.client, self.results_table, keys, ATTEMPTS, self.sleep, request=projection, backoff=backoff_seconds
+            )
+        except RuntimeError as exc:
+            raise FeedbackError(f"records still unprocessed after {ATTEMPTS} BatchGetItem attempts") from exc
+        return {(str(record["pk"]), str(record["sk"])): record for record in records}
 
     def _record_update(self, ref: MailRef, change: RecordChange, first: bool) -> dict[str, Any]:
         names = {"#feedback": FEEDBACK, "#marker": change.marker} | {
