@@ -32,6 +32,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from mailroom.adapters.aws import sqs_client
 from mailroom.adapters.feedback import FeedbackLedger, RecordNotReady
 from mailroom.adapters.sqs import come_again
+from mailroom.batch import SqsRecord
 from mailroom.config import SesEventsSettings
 from mailroom.logic.feedback import (
     BOUNCE,
@@ -74,13 +75,6 @@ def count(feedback: Feedback) -> None:
             metric.add_dimension(name="service", value=metrics.service or "ses-events")
 
 
-def _receives(record: dict[str, Any]) -> int:
-    try:
-        return max(1, int((record.get("attributes") or {}).get("ApproximateReceiveCount") or 1))
-    except (TypeError, ValueError):
-        return 1
-
-
 def read(record: Any) -> SesEvent:
     """The SES event in one SQS message (its body: the EventBridge event, as JSON)."""
     if not isinstance(record, dict) or not isinstance(record.get("body"), str):
@@ -102,7 +96,10 @@ def lambda_handler(event: Any, context: LambdaContext) -> dict[str, Any]:
     for record in records if isinstance(records, list) else []:
         try:
             messages.append((str(record["messageId"]), read(record)))
-            receipts[str(record["messageId"])] = (str(record.get("receiptHandle", "")), _receives(record))
+            receipts[str(record["messageId"])] = (
+                str(record.get("receiptHandle", "")),
+                SqsRecord.of(record).receive_count,
+            )
         except (InvalidFeedback, KeyError, TypeError) as exc:
             # retrying cannot fix it: dropped (the reason names a field, never a value)
             reason = str(exc) if isinstance(exc, InvalidFeedback) else "an SQS message without its messageId"

@@ -48,7 +48,7 @@ def test_an_empty_event_reports_nothing() -> None:
     assert process_batch({"Records": []}, lambda record, context: None) == {"batchItemFailures": []}
 
 
-@pytest.mark.parametrize(("count", "expected"), [("3", 3), (None, 1), ("", 1), ("x", 1)])
+@pytest.mark.parametrize(("count", "expected"), [("3", 3), (None, 1), ("", 1), ("x", 1), ("0", 1)])
 def test_the_receive_count_is_read_with_a_safe_default(count: str | None, expected: int) -> None:
     record = SqsRecord.of(_record("m", json.dumps({"a": 1}), count))
     assert record == SqsRecord(message_id="m", body='{"a": 1}', receive_count=expected)

@@ -40,7 +40,7 @@ class SqsRecord:
     def of(cls, raw: Mapping[str, Any]) -> SqsRecord:
         attributes = raw.get("attributes") or {}
         try:
-            receive_count = int(attributes.get("ApproximateReceiveCount") or 1)
+            receive_count = max(1, int(attributes.get("ApproximateReceiveCount") or 1))
         except (TypeError, ValueError):
             receive_count = 1
         return cls(message_id=str(raw["messageId"]), body=str(raw.get("body") or ""), receive_count=receive_count)
