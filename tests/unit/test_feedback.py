@@ -747,14 +747,20 @@ def test_a_conflict_is_retried(tables: Tables, ledger: FeedbackLedger) -> None:
     assert tables.counters() == {"delivered": 1, "bounced": 1, "complained": 1}
 
 
-def test_many_events_of_one_campaign_go_in_transactions_of_at_most_100(stack: Stack, ledger: FeedbackLedger) -> None:
+def deliveries(stack: Stack, count: int) -> tuple[Tables, list[tuple[MailRef, RecordChange]]]:
+    """A campaign with ``count`` sent records, and a delivery event for each."""
     tables = Tables(stack)
     tables.add_campaign()
-    refs = []
-    for index in range(150):
+    entries = []
+    for index in range(count):
         ref = MailRef(f"campaign#{CAMPAIGN}", f"s-{index}", f"s-{index}", CAMPAIGN)
         tables.add_record(ref.pk, ref.sk, f"m-{index}")
-        refs.append(ref)
+        entries.append((ref, RecordChange("delivery:t", f"m-{index}", "delivered_at", "t", "delivered")))
+    return tables, entries
+
+
+def test_many_events_of_one_campaign_go_in_transactions_of_at_most_100(stack: Stack, ledger: FeedbackLedger) -> None:
+    tables, entries = deliveries(stack, 150)
     sizes: list[int] = []
     keys: list[int] = []
     real_transact, real_get = ledger.client.transact_write_items, ledger.client.batch_get_item
@@ -769,25 +775,11 @@ def test_many_events_of_one_campaign_go_in_transactions_of_at_most_100(stack: St
 
     ledger.client.transact_write_items = transact  # type: ignore[method-assign]
     ledger.client.batch_get_item = get  # type: ignore[method-assign]
-    entries = [
-        (ref, RecordChange("delivery:t", f"m-{i}", "delivered_at", "t", "delivered")) for i, ref in enumerate(refs)
-    ]
     results = ledger.record_batch(entries)
     assert [r.recorded for r in results if isinstance(r, RecordResult)] == [Recorded.FIRST] * 150
     assert keys == [100, 50]
     assert sizes == [100, 52]  # 99 records + the counter; 51 records + the counter
     assert tables.counters()["delivered"] == 150
-
-
-def five_deliveries(stack: Stack) -> tuple[Tables, list[tuple[MailRef, RecordChange]]]:
-    tables = Tables(stack)
-    tables.add_campaign()
-    entries = []
-    for index in range(5):
-        ref = MailRef(f"campaign#{CAMPAIGN}", f"s-{index}", f"s-{index}", CAMPAIGN)
-        tables.add_record(ref.pk, ref.sk, f"m-{index}")
-        entries.append((ref, RecordChange("delivery:t", f"m-{index}", "delivered_at", "t", "delivered")))
-    return tables, entries
 
 
 def keys_of(items: list[dict[str, Any]]) -> list[str]:
@@ -811,7 +803,7 @@ def refusing(ledger: FeedbackLedger, refuse: Callable[[list[str]], None]) -> lis
 def test_an_items_own_refusal_fails_its_event_only_the_others_are_recorded(
     stack: Stack, ledger: FeedbackLedger
 ) -> None:
-    tables, entries = five_deliveries(stack)
+    tables, entries = deliveries(stack, 5)
 
     def refuse(keys: list[str]) -> None:
         if "s-2" in keys:
@@ -832,7 +824,7 @@ def test_an_items_own_refusal_fails_its_event_only_the_others_are_recorded(
 def test_a_refused_request_is_split_until_the_event_it_is_about_fails_alone(
     stack: Stack, ledger: FeedbackLedger
 ) -> None:
-    tables, entries = five_deliveries(stack)
+    tables, entries = deliveries(stack, 5)
 
     def refuse(keys: list[str]) -> None:
         if "s-3" in keys:  # a refusal of the whole request, no item named
