@@ -56,6 +56,11 @@ __all__ = ["DEFAULT_PORT", "EVENTBRIDGE_AGENT", "PUBLIC_URL_PARAMETER", "Runtime
 
 DEFAULT_PORT = 3000
 PUBLIC_URL_PARAMETER = "PublicUrl"
+_QUEUE_COUNTS = (
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+)
 EVENTBRIDGE_AGENT = "mailroom-local-eventbridge"  # the user agent of the emulated EventBridge's SQS requests
 _WILDCARD_HOST = "0.0.0.0"  # noqa: S104 - compared with, never bound to  # nosec B104
 _ACTIVE = threading.Lock()  # moto's backends are per process: one runtime at a time
@@ -391,14 +396,16 @@ class Runtime:
 
     def _queue_depth(self, queue_id: str) -> dict[str, int]:
         assert self.provisioned is not None
-        attributes = self._sqs.get_queue_attributes(
-            QueueUrl=self.provisioned.queues[queue_id].url,
-            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-        )["Attributes"]
+        counts = self._queue_counts(self.provisioned.queues[queue_id].url)
         return {
-            "visible": int(attributes.get("ApproximateNumberOfMessages", 0)),
-            "in_flight": int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),
+            "visible": counts["ApproximateNumberOfMessages"],
+            "in_flight": counts["ApproximateNumberOfMessagesNotVisible"],
         }
+
+    def _queue_counts(self, url: str) -> dict[str, int]:
+        """A queue's approximate counts (``GetQueueAttributes``): visible, in flight, delayed."""
+        attributes = self._sqs.get_queue_attributes(QueueUrl=url, AttributeNames=list(_QUEUE_COUNTS))["Attributes"]
+        return {name: int(attributes.get(name, 0)) for name in _QUEUE_COUNTS}
 
     def queue_status(self) -> list[dict[str, Any]]:
         """Approximate message counts of every queue (``GetQueueAttributes``)."""
@@ -410,25 +417,13 @@ class Runtime:
                     dead_letter_of[dependency] = spec.name
         status = []
         for logical_id, queue in self.provisioned.queues.items():
-            attributes = self._sqs.get_queue_attributes(
-                QueueUrl=queue.url,
-                AttributeNames=[
-                    "ApproximateNumberOfMessages",
-                    "ApproximateNumberOfMessagesNotVisible",
-                    "ApproximateNumberOfMessagesDelayed",
-                ],
-            )["Attributes"]
             status.append(
                 {
                     "name": queue.name,
                     "url": queue.url,
                     "arn": queue.arn,
                     "dead_letter_queue_of": dead_letter_of.get(logical_id),
-                    "ApproximateNumberOfMessages": int(attributes.get("ApproximateNumberOfMessages", 0)),
-                    "ApproximateNumberOfMessagesNotVisible": int(
-                        attributes.get("ApproximateNumberOfMessagesNotVisible", 0)
-                    ),
-                    "ApproximateNumberOfMessagesDelayed": int(attributes.get("ApproximateNumberOfMessagesDelayed", 0)),
+                    **self._queue_counts(queue.url),
                 }
             )
         return status
